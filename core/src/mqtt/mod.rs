@@ -1,0 +1,9 @@
+//! The MQTT 3.1.1 and 5.0 wire protocol: packets, properties, reason codes and the codec.
+
+pub mod packet;
+pub mod properties;
+pub mod reason;
+
+pub use packet::*;
+pub use properties::*;
+pub use reason::ReasonCode;
