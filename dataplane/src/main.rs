@@ -1,11 +1,83 @@
-use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
-fn main() {
-    let handles = LocalExecutorPoolBuilder::new(PoolPlacement::MaxSpread(2, None))
-        .on_all_shards(|| async move {
-            let id = glommio::executor().id();
-            let l = glommio::net::TcpListener::bind("127.0.0.1:18830").unwrap();
-            println!("shard {id} listening {:?}", l.local_addr());
-        })
-        .unwrap();
-    handles.join_all();
+//! `iotcore`: a self-hosted AWS IoT Core. `iotcore serve [--config FILE]` runs the server;
+//! with no file every setting takes its default (plain MQTT on port 1883, anonymous clients
+//! from loopback only).
+
+mod config;
+mod connection;
+mod directory;
+mod events;
+mod ids;
+mod message;
+mod metrics;
+mod notify;
+mod server;
+mod session;
+mod shard;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use tracing_subscriber::EnvFilter;
+
+const USAGE: &str = "usage: iotcore [serve] [--config FILE]
+
+  serve            run the server (the default)
+  --config FILE    TOML configuration; every field has a default
+  --help           this text
+  --version        the version
+
+Logging: RUST_LOG (default: info), e.g. RUST_LOG=iotcore_dataplane=debug";
+
+fn main() -> ExitCode {
+    let mut config_path: Option<PathBuf> = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "serve" => {}
+            "--config" | "-c" => match args.next() {
+                Some(p) => config_path = Some(PathBuf::from(p)),
+                None => {
+                    eprintln!("error: --config needs a file\n\n{USAGE}");
+                    return ExitCode::from(2);
+                }
+            },
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            "--version" | "-V" => {
+                println!("iotcore {}", env!("CARGO_PKG_VERSION"));
+                return ExitCode::SUCCESS;
+            }
+            other => {
+                eprintln!("error: unexpected argument `{other}`\n\n{USAGE}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let config = match &config_path {
+        Some(path) => match config::Config::load(path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => config::Config::default(),
+    };
+    match server::run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

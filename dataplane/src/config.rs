@@ -1,0 +1,244 @@
+//! The server configuration: one serde tree, every field with a documented default, so
+//! `iotcore serve` runs with no file at all. Validation returns errors naming the field.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("invalid config value `{field}`: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub mqtt: MqttConfig,
+    pub auth: AuthConfig,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Number of shards (one thread and one io_uring each). Default 0: one per core.
+    pub shards: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig { shards: 0 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttConfig {
+    /// Plain MQTT listener. Default `0.0.0.0:1883`, the conventional MQTT port.
+    pub bind: SocketAddr,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            bind: SocketAddr::from(([0, 0, 0, 0], 1883)),
+        }
+    }
+}
+
+/// Who may connect without credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AnonymousPolicy {
+    /// Only clients connecting from a loopback address (Mosquitto 2's default stance).
+    Loopback,
+    /// Anyone.
+    Any,
+    /// No one.
+    None,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Default `loopback`: safe out of the box on a server with a public address.
+    pub allow_anonymous: AnonymousPolicy,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            allow_anonymous: AnonymousPolicy::Loopback,
+        }
+    }
+}
+
+/// Every limit, with AWS IoT Core's value as the default where AWS has one.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest PUBLISH payload accepted. Default 131072 (AWS: 128 KB).
+    pub max_payload_bytes: usize,
+    /// Largest packet accepted, and the Maximum Packet Size sent in CONNACK. Default 149504
+    /// (the payload limit plus room for a topic and properties).
+    pub max_packet_bytes: u32,
+    /// Longest topic name in bytes. Default 256 (AWS).
+    pub max_topic_bytes: usize,
+    /// Most levels in a topic name or filter. Default 8 (AWS: 7 slashes).
+    pub max_topic_levels: usize,
+    /// Longest client id in bytes. Default 128 (AWS).
+    pub max_client_id_bytes: usize,
+    /// Subscriptions one session may hold. Default 50 (AWS).
+    pub max_subscriptions_per_connection: usize,
+    /// Filters in one SUBSCRIBE. Default 8 (AWS).
+    pub max_filters_per_subscribe: usize,
+    /// QoS 1/2 messages in flight per direction: the Receive Maximum sent in CONNACK, and the
+    /// cap on the window toward a client. Default 100 (AWS).
+    pub receive_maximum: u16,
+    /// QoS 1/2 messages queued per session beyond the in-flight window or while offline.
+    /// Default 1000.
+    pub max_queued_messages: usize,
+    /// Bytes waiting to be written to one connection; past this, QoS 0 deliveries are dropped
+    /// (and counted). Default 1048576.
+    pub max_outbound_bytes: usize,
+    /// A client whose outbound bytes stay over `max_outbound_bytes` with no write progress for
+    /// this long is disconnected (a subscriber that never reads). Default 10.
+    pub slow_consumer_timeout_secs: u64,
+    /// Topic aliases a client may use toward the server. Default 8 (AWS).
+    pub topic_alias_maximum: u16,
+    /// A client asking for a shorter keep-alive gets this one (MQTT 5 learns it through
+    /// Server Keep Alive). Default 30 (AWS).
+    pub keep_alive_min_secs: u16,
+    /// A client asking for a longer keep-alive, or none (0), gets this one. Default 1200 (AWS).
+    pub keep_alive_max_secs: u16,
+    /// Longest session expiry granted, and the expiry of a 3.1.1 clean-session=0 session.
+    /// Default 3600 (AWS: one hour).
+    pub session_expiry_max_secs: u32,
+    /// A connection that has not sent a whole CONNECT within this many seconds is closed
+    /// (slowloris). Default 10.
+    pub connect_timeout_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_payload_bytes: 128 * 1024,
+            max_packet_bytes: 146 * 1024,
+            max_topic_bytes: 256,
+            max_topic_levels: 8,
+            max_client_id_bytes: 128,
+            max_subscriptions_per_connection: 50,
+            max_filters_per_subscribe: 8,
+            receive_maximum: 100,
+            max_queued_messages: 1000,
+            max_outbound_bytes: 1024 * 1024,
+            slow_consumer_timeout_secs: 10,
+            topic_alias_maximum: 8,
+            keep_alive_min_secs: 30,
+            keep_alive_max_secs: 1200,
+            session_expiry_max_secs: 3600,
+            connect_timeout_secs: 10,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a TOML file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let l = &self.limits;
+        let invalid = |field, message: &str| {
+            Err(ConfigError::Invalid {
+                field,
+                message: message.to_string(),
+            })
+        };
+        if l.receive_maximum == 0 {
+            return invalid("limits.receive_maximum", "must be at least 1");
+        }
+        if l.max_packet_bytes < 64 {
+            return invalid("limits.max_packet_bytes", "must be at least 64");
+        }
+        if l.max_packet_bytes > 268_435_460 {
+            return invalid(
+                "limits.max_packet_bytes",
+                "must be at most 268435460 (the MQTT maximum)",
+            );
+        }
+        if l.max_topic_levels == 0 || l.max_topic_bytes == 0 {
+            return invalid("limits.max_topic_levels", "topic limits must be at least 1");
+        }
+        if l.keep_alive_min_secs > l.keep_alive_max_secs {
+            return invalid(
+                "limits.keep_alive_min_secs",
+                "must not exceed limits.keep_alive_max_secs",
+            );
+        }
+        if l.max_client_id_bytes == 0 || l.max_client_id_bytes > 65535 {
+            return invalid("limits.max_client_id_bytes", "must be in 1..=65535");
+        }
+        Ok(())
+    }
+
+    /// The shard count to start: the configured one, or one per available core.
+    pub fn shard_count(&self) -> usize {
+        if self.server.shards > 0 {
+            self.server.shards
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c: Config = toml::from_str("").unwrap();
+        assert_eq!(c.mqtt.bind.port(), 1883);
+        assert_eq!(c.limits.max_payload_bytes, 131072);
+        assert_eq!(c.auth.allow_anonymous, AnonymousPolicy::Loopback);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_fields_are_errors() {
+        let err = toml::from_str::<Config>("[limits]\nmax_payload = 3\n").unwrap_err();
+        assert!(err.to_string().contains("max_payload"), "{err}");
+    }
+
+    #[test]
+    fn zero_receive_maximum_is_rejected_by_name() {
+        let c: Config = toml::from_str("[limits]\nreceive_maximum = 0\n").unwrap();
+        let err = c.validate().unwrap_err();
+        assert!(err.to_string().contains("limits.receive_maximum"), "{err}");
+    }
+}

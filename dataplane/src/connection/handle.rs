@@ -1,0 +1,213 @@
+//! The shard's view of one live connection: its outbound byte buffer, written by a separate
+//! writer task in batches, and a kill switch that other parts of the shard can pull.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use bytestring::ByteString;
+use iotcore_core::mqtt::{
+    encode, encoded_len, Packet, PacketId, ProtocolVersion, Publish, QoS, ReasonCode,
+};
+
+use crate::message::Message;
+use crate::notify::Notify;
+
+/// Why the shard closes a connection on its own initiative.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kill {
+    /// Another connection took the client id ([MQTT-3.1.4-3]).
+    TakenOver,
+    /// The client does not read fast enough.
+    SlowConsumer,
+    /// The server is stopping.
+    Shutdown,
+    /// The writer failed: the peer is gone.
+    WriteFailed,
+    /// The reader is done with the connection: write what is pending, then stop.
+    Closing,
+}
+
+impl Kill {
+    pub fn reason_code(self) -> ReasonCode {
+        match self {
+            Kill::TakenOver => ReasonCode::SessionTakenOver,
+            Kill::SlowConsumer => ReasonCode::QuotaExceeded,
+            Kill::Shutdown => ReasonCode::ServerShuttingDown,
+            Kill::WriteFailed => ReasonCode::UnspecifiedError,
+            Kill::Closing => ReasonCode::Success,
+        }
+    }
+}
+
+/// Topic aliases the server assigns toward this client (MQTT 5), up to the client's
+/// Topic Alias Maximum. Assigned first come, first served, and kept for the connection.
+#[derive(Default)]
+struct OutboundAliases {
+    by_topic: HashMap<ByteString, u16>,
+}
+
+pub struct ConnHandle {
+    pub version: ProtocolVersion,
+    /// The client's Maximum Packet Size: larger messages are not sent to it ([MQTT-3.1.2-24]).
+    pub client_max_packet: u32,
+    client_alias_max: u16,
+    aliases: RefCell<OutboundAliases>,
+    /// Bytes encoded and not yet handed to the socket.
+    buf: RefCell<BytesMut>,
+    max_outbound: usize,
+    slow_timeout: Duration,
+    /// When the buffer was first seen over `max_outbound` with no write completed since.
+    stalled_since: Cell<Option<Instant>>,
+    pub writer_wake: Notify,
+    kill: Cell<Option<Kill>>,
+    pub kill_wake: Notify,
+    pub dropped_qos0: Cell<u64>,
+    pub messages_out: Cell<u64>,
+}
+
+impl ConnHandle {
+    pub fn new(
+        version: ProtocolVersion,
+        client_max_packet: u32,
+        client_alias_max: u16,
+        max_outbound: usize,
+        slow_timeout: Duration,
+    ) -> ConnHandle {
+        ConnHandle {
+            version,
+            client_max_packet,
+            client_alias_max,
+            aliases: RefCell::default(),
+            buf: RefCell::new(BytesMut::with_capacity(512)),
+            max_outbound,
+            slow_timeout,
+            stalled_since: Cell::new(None),
+            writer_wake: Notify::default(),
+            kill: Cell::new(None),
+            kill_wake: Notify::default(),
+            dropped_qos0: Cell::new(0),
+            messages_out: Cell::new(0),
+        }
+    }
+
+    pub fn killed(&self) -> Option<Kill> {
+        self.kill.get()
+    }
+
+    /// Asks the connection's tasks to close; the first reason wins.
+    pub fn kill(&self, why: Kill) {
+        if self.kill.get().is_none() {
+            self.kill.set(Some(why));
+        }
+        self.kill_wake.notify();
+        self.writer_wake.notify();
+    }
+
+    /// Queues a control packet (never dropped: these are bounded by the client's own requests).
+    pub fn send(&self, packet: &Packet) {
+        let mut buf = self.buf.borrow_mut();
+        if let Err(e) = encode(packet, self.version, &mut buf) {
+            tracing::warn!(error = %e, packet = packet.name(), "cannot encode packet");
+        }
+        drop(buf);
+        self.writer_wake.notify();
+    }
+
+    /// True while the outbound buffer is over its limit; notes when that started, and pulls
+    /// the kill switch once it has lasted past the slow-consumer timeout.
+    pub fn congested(&self, now: Instant) -> bool {
+        if self.buf.borrow().len() < self.max_outbound {
+            return false;
+        }
+        match self.stalled_since.get() {
+            None => self.stalled_since.set(Some(now)),
+            Some(t) if now.duration_since(t) >= self.slow_timeout => self.kill(Kill::SlowConsumer),
+            Some(_) => {}
+        }
+        true
+    }
+
+    /// Encodes one PUBLISH toward the client. Returns false when the packet would exceed the
+    /// client's Maximum Packet Size, in which case nothing is sent and the caller treats the
+    /// message as delivered ([MQTT-3.1.2-25]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn send_publish(
+        &self,
+        message: &Message,
+        qos: QoS,
+        packet_id: Option<PacketId>,
+        retain: bool,
+        dup: bool,
+        subscription_ids: &[u32],
+        now: Instant,
+    ) -> bool {
+        let mut properties = message.properties.clone();
+        properties.message_expiry_interval = message.remaining_expiry(now);
+        properties.subscription_identifiers = subscription_ids.to_vec();
+        let mut publish = Publish {
+            dup,
+            qos,
+            retain,
+            topic: message.topic.clone(),
+            packet_id,
+            properties,
+            payload: message.payload.clone(),
+        };
+        if self.version == ProtocolVersion::V311 {
+            publish.properties = Default::default();
+        }
+        let mut packet = Packet::Publish(publish);
+        let Ok(len) = encoded_len(&packet, self.version) else {
+            return false;
+        };
+        if len > self.client_max_packet as usize {
+            return false;
+        }
+        // A new alias adds three bytes; only assign one if the packet still fits.
+        if self.client_alias_max > 0 {
+            self.apply_alias(&mut packet, len + 3 <= self.client_max_packet as usize);
+        }
+        let mut buf = self.buf.borrow_mut();
+        if let Err(e) = encode(&packet, self.version, &mut buf) {
+            tracing::warn!(error = %e, "cannot encode PUBLISH");
+            return false;
+        }
+        drop(buf);
+        self.messages_out.set(self.messages_out.get() + 1);
+        self.writer_wake.notify();
+        true
+    }
+
+    /// Replaces the topic by an alias: a known one (empty topic), or a new one sent once with
+    /// the topic. Never makes the packet longer than without it.
+    fn apply_alias(&self, packet: &mut Packet, may_assign: bool) {
+        let Packet::Publish(p) = packet else { return };
+        let mut aliases = self.aliases.borrow_mut();
+        if let Some(&alias) = aliases.by_topic.get(&p.topic) {
+            p.properties.topic_alias = Some(alias);
+            p.topic = ByteString::new();
+        } else if may_assign && aliases.by_topic.len() < usize::from(self.client_alias_max) {
+            let alias = u16::try_from(aliases.by_topic.len() + 1).unwrap_or(u16::MAX);
+            aliases.by_topic.insert(p.topic.clone(), alias);
+            p.properties.topic_alias = Some(alias);
+        }
+    }
+
+    /// Takes everything queued for writing, swapping in `spare` (an empty buffer whose
+    /// capacity is reused) so the writer and the shard never share a buffer.
+    pub fn take_pending(&self, spare: &mut BytesMut) -> bool {
+        let mut buf = self.buf.borrow_mut();
+        if buf.is_empty() {
+            return false;
+        }
+        std::mem::swap(&mut *buf, spare);
+        true
+    }
+
+    /// The writer finished a write: the connection is not stalled.
+    pub fn wrote(&self) {
+        self.stalled_since.set(None);
+    }
+}

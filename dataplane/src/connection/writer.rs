@@ -1,0 +1,31 @@
+//! The writer task of a connection: whatever the shard encoded since the last write goes out
+//! in one write call, so a burst of deliveries costs one syscall, not one per message.
+
+use std::rc::Rc;
+
+use bytes::BytesMut;
+use futures_lite::AsyncWriteExt;
+
+use super::handle::{ConnHandle, Kill};
+use super::io::Half;
+
+/// Runs until the connection is killed (after draining what is pending) or the socket fails.
+pub async fn run(conn: Rc<ConnHandle>, mut socket: Half) {
+    let mut spare = BytesMut::with_capacity(512);
+    loop {
+        if !conn.take_pending(&mut spare) {
+            if conn.killed().is_some() {
+                break;
+            }
+            conn.writer_wake.notified().await;
+            continue;
+        }
+        if socket.write_all(&spare).await.is_err() {
+            conn.kill(Kill::WriteFailed);
+            return;
+        }
+        spare.clear();
+        conn.wrote();
+    }
+    let _ = socket.flush().await;
+}

@@ -1,0 +1,82 @@
+//! Which shard holds the session of each client id, across the whole process.
+//!
+//! This is the one structure shared by all shards behind a lock. It is touched only when a
+//! client connects or a session ends, never on the publish path, and each touch is a single
+//! hash-map operation.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use crate::ids::{ClientId, SessionKey, ShardId};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    pub shard: ShardId,
+    pub key: SessionKey,
+}
+
+#[derive(Default)]
+pub struct Directory {
+    owners: Mutex<HashMap<ClientId, Owner>>,
+    next_key: AtomicU64,
+}
+
+impl Directory {
+    fn owners(&self) -> MutexGuard<'_, HashMap<ClientId, Owner>> {
+        // A panic elsewhere while holding the lock leaves the map itself consistent (every
+        // operation is a single insert or remove), so poisoning is ignored.
+        self.owners.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records `shard` as the owner of `client` under a fresh key; returns the key and the
+    /// previous owner, whose session must be taken over.
+    pub fn claim(&self, client: &ClientId, shard: ShardId) -> (SessionKey, Option<Owner>) {
+        let key = SessionKey(self.next_key.fetch_add(1, Ordering::Relaxed) + 1);
+        let previous = self.owners().insert(client.clone(), Owner { shard, key });
+        (key, previous)
+    }
+
+    /// Forgets `client` if `key` is still its current session.
+    pub fn release(&self, client: &ClientId, key: SessionKey) {
+        let mut owners = self.owners();
+        if owners.get(client).is_some_and(|o| o.key == key) {
+            owners.remove(client);
+        }
+    }
+
+    pub fn is_current(&self, client: &ClientId, key: SessionKey) -> bool {
+        self.owners().get(client).is_some_and(|o| o.key == key)
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.owners().len()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_claim_returns_the_first_owner_and_release_of_a_stale_key_is_ignored() {
+        let d = Directory::default();
+        let c = ClientId("c".into());
+        let (k1, prev) = d.claim(&c, ShardId(0));
+        assert!(prev.is_none());
+        let (k2, prev) = d.claim(&c, ShardId(1));
+        assert_eq!(
+            prev,
+            Some(Owner {
+                shard: ShardId(0),
+                key: k1
+            })
+        );
+        d.release(&c, k1);
+        assert!(d.is_current(&c, k2));
+        d.release(&c, k2);
+        assert_eq!(d.len(), 0);
+    }
+}

@@ -1,0 +1,28 @@
+//! Identifier newtypes of the data plane.
+
+use bytestring::ByteString;
+
+/// Index of a shard: one thread, one glommio executor, one core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ShardId(pub usize);
+
+/// A session's key inside its shard; never reused within a process, so a stale key held by a
+/// timer can never reach a newer session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SessionKey(pub u64);
+
+/// An MQTT client identifier, validated for length at CONNECT.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClientId(pub ByteString);
+
+impl ClientId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ClientId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}

@@ -1,0 +1,45 @@
+//! What shards say to each other. Every message travels in a batch over glommio's
+//! lock-free single-producer/single-consumer channel for that ordered pair of shards; one
+//! sender task per peer drains the shard's outbox, so a burst of publishes costs one channel
+//! push and one wake-up per peer, not one per message.
+
+use futures::channel::oneshot;
+use iotcore_core::topic::{ShareGroup, TopicFilter};
+
+use crate::ids::{ClientId, ShardId};
+use crate::message::SharedMessage;
+use crate::session::Session;
+
+pub enum ShardMsg {
+    /// Deliver to the receiving shard's matching subscribers: to every ordinary subscription
+    /// if `ordinary`, and to one member of each listed shared subscription.
+    Publish {
+        message: SharedMessage,
+        ordinary: bool,
+        shared: Vec<(ShareGroup, TopicFilter)>,
+    },
+    /// The sending shard gained (`add`) or lost its last subscriber on `filter`.
+    Interest {
+        from: ShardId,
+        filter: TopicFilter,
+        group: Option<ShareGroup>,
+        add: bool,
+        ack: Option<oneshot::Sender<()>>,
+    },
+    /// Set (`Some`) or clear (`None`) the retained message of a topic: every shard keeps a
+    /// replica so a subscribe is answered locally.
+    Retained {
+        topic: bytestring::ByteString,
+        message: Option<SharedMessage>,
+        ack: Option<oneshot::Sender<()>>,
+    },
+    /// A new connection for `client_id` was accepted elsewhere: close the current one and
+    /// hand the session over (or `None` if this shard no longer has it).
+    TakeSession {
+        client_id: ClientId,
+        clean_start: bool,
+        reply: oneshot::Sender<Option<Box<Session>>>,
+    },
+}
+
+pub type Batch = Vec<ShardMsg>;

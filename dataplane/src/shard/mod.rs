@@ -1,0 +1,250 @@
+//! A shard: one thread, one glommio executor, and everything it owns: the sessions of the
+//! connections it accepted, its subscription trie, its replica of the interest table and of
+//! the retained messages. Nothing here is shared with another thread; other shards are
+//! reached only through [`mesh`] messages.
+
+pub mod mesh;
+mod router;
+mod sessions;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use glommio::channels::channel_mesh::Senders;
+use iotcore_core::mqtt::SubscriptionOptions;
+use iotcore_core::topic::{RetainedTree, ShareGroup, SubscriptionTrie, TopicFilter};
+
+use crate::config::Config;
+use crate::connection::handle::ConnHandle;
+use crate::directory::Directory;
+use crate::ids::{ClientId, SessionKey, ShardId};
+use crate::message::SharedMessage;
+use crate::metrics::Metrics;
+use crate::notify::Notify;
+use crate::session::Session;
+use mesh::{Batch, ShardMsg};
+
+/// A session held by this shard, with its connection while it has one.
+pub struct SessionSlot {
+    pub session: Session,
+    pub conn: Option<Rc<ConnHandle>>,
+}
+
+/// A subscription as the trie stores it.
+#[derive(Debug, Clone)]
+pub struct LocalSub {
+    pub filter: TopicFilter,
+    pub options: SubscriptionOptions,
+    pub id: Option<u32>,
+}
+
+/// One match of a publish against the local trie, before merging per session.
+#[derive(Debug, Clone, Copy)]
+struct Match {
+    key: SessionKey,
+    qos: iotcore_core::mqtt::QoS,
+    retain_as_published: bool,
+    no_local: bool,
+    id: Option<u32>,
+}
+
+pub struct ShardState {
+    pub sessions: HashMap<SessionKey, SessionSlot>,
+    pub by_client: HashMap<ClientId, SessionKey>,
+    subs: SubscriptionTrie<SessionKey, LocalSub>,
+    shared_subs: SubscriptionTrie<(ShareGroup, SessionKey), LocalSub>,
+    /// Replicated on every shard: which shards have a subscriber on which filter.
+    interest: SubscriptionTrie<(ShardId, Option<ShareGroup>), TopicFilter>,
+    /// How many local subscriptions use each (group, filter): the interest table changes
+    /// only when one of these goes from 0 to 1 or back.
+    local_interest: HashMap<(Option<ShareGroup>, TopicFilter), u32>,
+    retained: RetainedTree<SharedMessage>,
+    round_robin: HashMap<(ShareGroup, TopicFilter), usize>,
+    /// Reused for every publish so matching allocates nothing.
+    scratch: Vec<Match>,
+}
+
+pub struct Shard {
+    pub id: ShardId,
+    pub shard_count: usize,
+    pub config: Arc<Config>,
+    pub directory: Arc<Directory>,
+    pub state: RefCell<ShardState>,
+    /// Messages for each peer shard, waiting for that peer's sender task.
+    outbox: Vec<RefCell<Batch>>,
+    outbox_wake: Vec<Notify>,
+    pub metrics: Metrics,
+    pub shutting_down: Cell<bool>,
+    /// Live connection tasks, so shutdown can wait for them to say goodbye.
+    pub live_connections: Cell<usize>,
+    pub connections: RefCell<HashMap<u64, Rc<ConnHandle>>>,
+    next_conn: Cell<u64>,
+}
+
+/// Beyond this many messages waiting for one peer, publishers wait (backpressure).
+const OUTBOX_HIGH_WATER: usize = 4096;
+
+impl Shard {
+    pub fn new(
+        id: ShardId,
+        shard_count: usize,
+        config: Arc<Config>,
+        directory: Arc<Directory>,
+    ) -> Rc<Shard> {
+        Rc::new(Shard {
+            id,
+            shard_count,
+            config,
+            directory,
+            state: RefCell::new(ShardState {
+                sessions: HashMap::new(),
+                by_client: HashMap::new(),
+                subs: SubscriptionTrie::new(),
+                shared_subs: SubscriptionTrie::new(),
+                interest: SubscriptionTrie::new(),
+                local_interest: HashMap::new(),
+                retained: RetainedTree::new(),
+                round_robin: HashMap::new(),
+                scratch: Vec::new(),
+            }),
+            outbox: (0..shard_count).map(|_| RefCell::new(Vec::new())).collect(),
+            outbox_wake: (0..shard_count).map(|_| Notify::default()).collect(),
+            metrics: Metrics::default(),
+            shutting_down: Cell::new(false),
+            live_connections: Cell::new(0),
+            connections: RefCell::new(HashMap::new()),
+            next_conn: Cell::new(0),
+        })
+    }
+
+    /// Starts one sender task per peer and one receiver task per peer.
+    pub fn start_mesh(
+        self: &Rc<Self>,
+        senders: Senders<Batch>,
+        mut receivers: glommio::channels::channel_mesh::Receivers<Batch>,
+    ) {
+        let senders = Rc::new(senders);
+        for peer in 0..self.shard_count {
+            if peer == self.id.0 {
+                continue;
+            }
+            let shard = self.clone();
+            let senders = senders.clone();
+            glommio::spawn_local(async move {
+                loop {
+                    let batch = std::mem::take(&mut *shard.outbox[peer].borrow_mut());
+                    if batch.is_empty() {
+                        shard.outbox_wake[peer].notified().await;
+                        continue;
+                    }
+                    if senders.send_to(peer, batch).await.is_err() {
+                        // The peer is gone: the process is shutting down.
+                        return;
+                    }
+                }
+            })
+            .detach();
+        }
+        for (_peer, stream) in receivers.streams() {
+            let shard = self.clone();
+            glommio::spawn_local(async move {
+                use futures_lite::StreamExt;
+                let mut stream = stream;
+                while let Some(batch) = stream.next().await {
+                    for msg in batch {
+                        shard.handle_mesh(msg);
+                    }
+                }
+            })
+            .detach();
+        }
+    }
+
+    /// Queues a message for a peer; its sender task picks it up on its next turn.
+    pub fn post_to(&self, to: ShardId, msg: ShardMsg) {
+        self.outbox[to.0].borrow_mut().push(msg);
+        self.outbox_wake[to.0].notify();
+    }
+
+    /// Waits while any peer's outbox is over its high-water mark, so a fast publisher cannot
+    /// grow memory without bound when another shard falls behind.
+    pub async fn backpressure(&self) {
+        while self
+            .outbox
+            .iter()
+            .any(|o| o.borrow().len() > OUTBOX_HIGH_WATER)
+        {
+            glommio::timer::sleep(std::time::Duration::from_micros(200)).await;
+        }
+    }
+
+    fn handle_mesh(self: &Rc<Self>, msg: ShardMsg) {
+        match msg {
+            ShardMsg::Publish {
+                message,
+                ordinary,
+                shared,
+            } => {
+                let mut st = self.state.borrow_mut();
+                self.deliver_local(&mut st, &message, ordinary, &shared);
+            }
+            ShardMsg::Interest {
+                from,
+                filter,
+                group,
+                add,
+                ack,
+            } => {
+                let mut st = self.state.borrow_mut();
+                if add {
+                    st.interest.insert(&filter, (from, group), filter.clone());
+                } else {
+                    st.interest.remove(&filter, &(from, group));
+                }
+                if let Some(ack) = ack {
+                    let _ = ack.send(());
+                }
+            }
+            ShardMsg::Retained {
+                topic,
+                message,
+                ack,
+            } => {
+                self.apply_retained(&topic, message);
+                if let Some(ack) = ack {
+                    let _ = ack.send(());
+                }
+            }
+            ShardMsg::TakeSession {
+                client_id,
+                clean_start,
+                reply,
+            } => {
+                let session = self.surrender_session(&client_id, clean_start);
+                let _ = reply.send(session);
+            }
+        }
+    }
+
+    /// A new connection on this shard takes the client id of a session also on this shard.
+    pub fn take_local_session(
+        self: &Rc<Self>,
+        client_id: &ClientId,
+        clean_start: bool,
+    ) -> Option<Session> {
+        self.surrender_session(client_id, clean_start).map(|b| *b)
+    }
+
+    pub fn register_connection(&self, conn: Rc<ConnHandle>) -> u64 {
+        let id = self.next_conn.get() + 1;
+        self.next_conn.set(id);
+        self.connections.borrow_mut().insert(id, conn);
+        id
+    }
+
+    pub fn unregister_connection(&self, id: u64) {
+        self.connections.borrow_mut().remove(&id);
+    }
+}

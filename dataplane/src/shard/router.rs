@@ -1,0 +1,335 @@
+//! The publish path: a message is matched once against the interest table to find the shards
+//! that need it, then against each such shard's own trie to find the sessions; every delivery
+//! shares the same `Arc<Message>`.
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use futures::channel::oneshot;
+use iotcore_core::mqtt::QoS;
+use iotcore_core::topic::{ShareGroup, TopicFilter};
+
+use super::mesh::ShardMsg;
+use super::{Match, Shard, ShardState};
+use crate::ids::{SessionKey, ShardId};
+use crate::message::{Delivery, SharedMessage};
+use crate::metrics::bump;
+
+impl Shard {
+    /// Routes a message to every matching subscriber on every shard, and stores it if it is
+    /// retained. Returns acknowledgements to await before telling the publisher it is done
+    /// (only retained changes have any: a subscriber elsewhere must see them at once).
+    pub fn route(self: &Rc<Self>, message: SharedMessage) -> Vec<oneshot::Receiver<()>> {
+        let mut acks = Vec::new();
+        if message.retain {
+            let stored = (!message.payload.is_empty()).then(|| message.clone());
+            self.apply_retained(&message.topic, stored.clone());
+            for peer in self.peers() {
+                let (tx, rx) = oneshot::channel();
+                acks.push(rx);
+                self.post_to(
+                    peer,
+                    ShardMsg::Retained {
+                        topic: message.topic.clone(),
+                        message: stored.clone(),
+                        ack: Some(tx),
+                    },
+                );
+            }
+        }
+
+        let mut st = self.state.borrow_mut();
+        // Shards with an ordinary subscriber, as a bit set (shard count is capped at 64).
+        let mut ordinary: u64 = 0;
+        let mut shared_candidates: Vec<(ShareGroup, TopicFilter, ShardId)> = Vec::new();
+        st.interest
+            .for_each_match(&message.topic, |(shard, group), filter| match group {
+                None => ordinary |= 1 << shard.0,
+                Some(g) => shared_candidates.push((g.clone(), filter.clone(), *shard)),
+            });
+        let mut shared_by_shard: Vec<(ShardId, ShareGroup, TopicFilter)> = Vec::new();
+        if !shared_candidates.is_empty() {
+            shared_candidates.sort_by(|a, b| (&a.0, &a.1, a.2).cmp(&(&b.0, &b.1, b.2)));
+            let mut i = 0;
+            while i < shared_candidates.len() {
+                let mut j = i;
+                while j < shared_candidates.len()
+                    && shared_candidates[j].0 == shared_candidates[i].0
+                    && shared_candidates[j].1 == shared_candidates[i].1
+                {
+                    j += 1;
+                }
+                let (group, filter, _) = &shared_candidates[i];
+                let counter = st
+                    .round_robin
+                    .entry((group.clone(), filter.clone()))
+                    .or_insert(0);
+                let pick = i + *counter % (j - i);
+                *counter = counter.wrapping_add(1);
+                shared_by_shard.push((shared_candidates[pick].2, group.clone(), filter.clone()));
+                i = j;
+            }
+        }
+
+        for shard in 0..self.shard_count {
+            let wants_ordinary = ordinary & (1 << shard) != 0;
+            let shared: Vec<(ShareGroup, TopicFilter)> = shared_by_shard
+                .iter()
+                .filter(|(s, _, _)| s.0 == shard)
+                .map(|(_, g, f)| (g.clone(), f.clone()))
+                .collect();
+            if !wants_ordinary && shared.is_empty() {
+                continue;
+            }
+            if shard == self.id.0 {
+                self.deliver_local(&mut st, &message, wants_ordinary, &shared);
+            } else {
+                self.post_to(
+                    ShardId(shard),
+                    ShardMsg::Publish {
+                        message: message.clone(),
+                        ordinary: wants_ordinary,
+                        shared,
+                    },
+                );
+            }
+        }
+        acks
+    }
+
+    pub(super) fn peers(&self) -> impl Iterator<Item = ShardId> + '_ {
+        (0..self.shard_count)
+            .filter(move |&s| s != self.id.0)
+            .map(ShardId)
+    }
+
+    pub(super) fn apply_retained(&self, topic: &str, message: Option<SharedMessage>) {
+        let mut st = self.state.borrow_mut();
+        match message {
+            Some(m) => match iotcore_core::topic::TopicName::try_from(topic) {
+                Ok(name) => {
+                    st.retained.insert(&name, m);
+                }
+                Err(e) => tracing::warn!(error = %e, "retained message with invalid topic"),
+            },
+            None => {
+                st.retained.remove(topic);
+            }
+        }
+    }
+
+    /// Retained messages matching a filter, for a new subscription.
+    pub fn retained_matching(&self, filter: &TopicFilter) -> Vec<SharedMessage> {
+        let st = self.state.borrow();
+        let mut out = Vec::new();
+        st.retained
+            .for_each_matching(filter, |_, m| out.push(m.clone()));
+        out
+    }
+
+    /// Delivers to this shard's subscribers: the ordinary ones if asked, and one member of
+    /// each listed shared subscription.
+    pub(super) fn deliver_local(
+        &self,
+        st: &mut ShardState,
+        message: &SharedMessage,
+        ordinary: bool,
+        shared: &[(ShareGroup, TopicFilter)],
+    ) {
+        let now = Instant::now();
+        if message.is_expired(now) {
+            bump(&self.metrics.dropped_expired, 1);
+            return;
+        }
+        if ordinary {
+            let mut scratch = std::mem::take(&mut st.scratch);
+            scratch.clear();
+            st.subs.for_each_match(&message.topic, |key, sub| {
+                scratch.push(Match {
+                    key: *key,
+                    qos: sub.options.qos,
+                    retain_as_published: sub.options.retain_as_published,
+                    no_local: sub.options.no_local,
+                    id: sub.id,
+                })
+            });
+            // Overlapping subscriptions of one session give one delivery, at the highest
+            // QoS, carrying every matching subscription identifier.
+            scratch.sort_unstable_by_key(|m| m.key);
+            let mut i = 0;
+            while i < scratch.len() {
+                let first = scratch[i];
+                let mut qos = first.qos;
+                let mut rap = first.retain_as_published;
+                let mut no_local = first.no_local;
+                let mut ids = Vec::new();
+                let mut j = i;
+                while j < scratch.len() && scratch[j].key == first.key {
+                    qos = qos.max(scratch[j].qos);
+                    rap |= scratch[j].retain_as_published;
+                    no_local &= scratch[j].no_local;
+                    if let Some(id) = scratch[j].id {
+                        ids.push(id);
+                    }
+                    j += 1;
+                }
+                i = j;
+                self.deliver_to(
+                    st,
+                    first.key,
+                    message,
+                    qos,
+                    rap && message.retain,
+                    ids,
+                    now,
+                    no_local,
+                );
+            }
+            st.scratch = scratch;
+        }
+        for (group, filter) in shared {
+            let mut members: Vec<(SessionKey, QoS, Option<u32>)> = Vec::new();
+            st.shared_subs
+                .for_each_match(&message.topic, |(g, key), sub| {
+                    if g == group && &sub.filter == filter {
+                        members.push((*key, sub.options.qos, sub.id));
+                    }
+                });
+            if members.is_empty() {
+                continue;
+            }
+            members.sort_unstable_by_key(|m| m.0);
+            let counter = st
+                .round_robin
+                .entry((group.clone(), filter.clone()))
+                .or_insert(0);
+            let (key, qos, id) = members[*counter % members.len()];
+            *counter = counter.wrapping_add(1);
+            self.deliver_to(
+                st,
+                key,
+                message,
+                qos,
+                false,
+                id.into_iter().collect(),
+                now,
+                false,
+            );
+        }
+    }
+
+    /// One delivery to one session: written at once at QoS 0 (or dropped if the connection
+    /// is congested or absent), queued into the session's window at QoS 1 and 2.
+    #[allow(clippy::too_many_arguments)]
+    fn deliver_to(
+        &self,
+        st: &mut ShardState,
+        key: SessionKey,
+        message: &SharedMessage,
+        sub_qos: QoS,
+        retain: bool,
+        subscription_ids: Vec<u32>,
+        now: Instant,
+        no_local: bool,
+    ) {
+        let Some(slot) = st.sessions.get_mut(&key) else {
+            return;
+        };
+        if no_local && slot.session.client_id.0 == message.publisher {
+            return;
+        }
+        let qos = sub_qos.min(message.qos);
+        if qos == QoS::AtMostOnce {
+            let Some(conn) = &slot.conn else { return };
+            if conn.congested(now) {
+                bump(&self.metrics.dropped_qos0, 1);
+                conn.dropped_qos0.set(conn.dropped_qos0.get() + 1);
+                return;
+            }
+            conn.send_publish(message, qos, None, retain, false, &subscription_ids, now);
+            bump(&self.metrics.messages_out, 1);
+            return;
+        }
+        let delivery = Delivery {
+            message: message.clone(),
+            retain,
+            subscription_ids,
+        };
+        if slot.session.outbound.enqueue(delivery, qos).is_err() {
+            bump(&self.metrics.dropped_queue_full, 1);
+            if let Some(conn) = &slot.conn {
+                conn.congested(now);
+            }
+            return;
+        }
+        if slot.conn.is_some() {
+            self.pump(slot, now);
+        }
+    }
+
+    /// Moves queued QoS 1/2 messages into the in-flight window and writes them.
+    pub fn pump(&self, slot: &mut super::SessionSlot, now: Instant) {
+        let Some(conn) = slot.conn.clone() else {
+            return;
+        };
+        let mut too_big = Vec::new();
+        let dropped = slot.session.outbound.fill_window_filtered(
+            |d| !d.message.is_expired(now),
+            |pid, qos, d| {
+                if conn.send_publish(
+                    &d.message,
+                    qos,
+                    Some(pid),
+                    d.retain,
+                    false,
+                    &d.subscription_ids,
+                    now,
+                ) {
+                    bump(&self.metrics.messages_out, 1);
+                } else {
+                    too_big.push((pid, qos));
+                }
+            },
+        );
+        bump(&self.metrics.dropped_expired, dropped as u64);
+        // A message the client cannot take is treated as delivered ([MQTT-3.1.2-25]).
+        for (pid, qos) in too_big {
+            let _ = match qos {
+                QoS::ExactlyOnce => slot
+                    .session
+                    .outbound
+                    .on_pubrec(pid, iotcore_core::mqtt::ReasonCode::UnspecifiedError)
+                    .map(|_| ()),
+                _ => slot.session.outbound.on_puback(pid).map(|_| ()),
+            };
+        }
+    }
+}
+
+impl Shard {
+    /// Sends one retained message to a session that just subscribed (RETAIN flag set,
+    /// [MQTT-3.3.1-9]).
+    pub fn deliver_retained(
+        &self,
+        key: SessionKey,
+        message: &SharedMessage,
+        sub_qos: QoS,
+        id: Option<u32>,
+    ) {
+        let now = Instant::now();
+        if message.is_expired(now) {
+            return;
+        }
+        let mut st = self.state.borrow_mut();
+        self.deliver_to(
+            &mut st,
+            key,
+            message,
+            sub_qos,
+            true,
+            id.into_iter().collect(),
+            now,
+            false,
+        );
+    }
+}
