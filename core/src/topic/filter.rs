@@ -1,0 +1,152 @@
+//! [`TopicFilter`]: the validated filter of a SUBSCRIBE (wildcards allowed).
+
+use std::borrow::Borrow;
+use std::fmt;
+
+use bytestring::ByteString;
+
+use super::name::{count_levels, validate_common};
+use super::TopicError;
+
+/// Checks the filter rules on a plain `&str`; shared by [`TopicFilter::new`] and the
+/// shared-subscription parser so both report the same errors.
+pub(crate) fn validate_filter(s: &str) -> Result<(), TopicError> {
+    validate_common(s)?;
+    // Fast path: most filters have no wildcard at all.
+    if !s.bytes().any(|b| b == b'+' || b == b'#') {
+        return Ok(());
+    }
+    let mut levels = s.split('/').peekable();
+    while let Some(level) = levels.next() {
+        let is_last = levels.peek().is_none();
+        if level.contains('#') && (level != "#" || !is_last) {
+            return Err(TopicError::MultiLevelWildcardNotLast);
+        }
+        if level.contains('+') && level != "+" {
+            return Err(TopicError::SingleLevelWildcardNotWholeLevel);
+        }
+    }
+    Ok(())
+}
+
+/// A topic filter as carried by SUBSCRIBE/UNSUBSCRIBE (without any `$share/` prefix; see
+/// [`super::SubscriptionFilter`]): non-empty, no U+0000, at most 65535 bytes, `+` only as a
+/// whole level ([MQTT-4.7.1-2]) and `#` only as the whole last level ([MQTT-4.7.1-1]).
+///
+/// Like [`super::TopicName`] it wraps a [`ByteString`] so decoding needs no copy, and its
+/// `Hash`/`Eq`/`Ord` agree with `str`.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TopicFilter(ByteString);
+
+impl TopicFilter {
+    /// Validates `s` as a topic filter.
+    pub fn new(s: ByteString) -> Result<Self, TopicError> {
+        validate_filter(&s)?;
+        Ok(Self(s))
+    }
+
+    /// Validates a string literal without copying it. Returns a `Result` rather than panicking
+    /// so a bad literal cannot crash the broker.
+    pub fn from_static(s: &'static str) -> Result<Self, TopicError> {
+        Self::new(ByteString::from_static(s))
+    }
+
+    /// The filter as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The underlying `ByteString` (clone it to share the buffer).
+    pub fn as_bytestring(&self) -> &ByteString {
+        &self.0
+    }
+
+    /// Unwraps into the underlying `ByteString`.
+    pub fn into_bytestring(self) -> ByteString {
+        self.0
+    }
+
+    /// The `/`-separated levels, lazily; empty levels are kept.
+    pub fn levels(&self) -> impl Iterator<Item = &str> + '_ {
+        self.0.split('/')
+    }
+
+    /// The number of levels (always at least one).
+    pub fn level_count(&self) -> usize {
+        count_levels(&self.0)
+    }
+
+    /// Whether the filter contains `+` or `#`, i.e. can match more than one topic name.
+    pub fn has_wildcards(&self) -> bool {
+        self.0.bytes().any(|b| b == b'+' || b == b'#')
+    }
+
+    /// Whether the first level is a wildcard: such a filter never matches topics that start
+    /// with `$` ([MQTT-4.7.2-1]).
+    pub fn starts_with_wildcard(&self) -> bool {
+        self.0.starts_with('+') || self.0.starts_with('#')
+    }
+}
+
+impl fmt::Display for TopicFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for TopicFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TopicFilter({:?})", self.as_str())
+    }
+}
+
+impl AsRef<str> for TopicFilter {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Borrow<str> for TopicFilter {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for TopicFilter {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for TopicFilter {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl TryFrom<ByteString> for TopicFilter {
+    type Error = TopicError;
+    fn try_from(s: ByteString) -> Result<Self, TopicError> {
+        Self::new(s)
+    }
+}
+
+impl TryFrom<&str> for TopicFilter {
+    type Error = TopicError;
+    fn try_from(s: &str) -> Result<Self, TopicError> {
+        Self::new(ByteString::from(s))
+    }
+}
+
+impl TryFrom<String> for TopicFilter {
+    type Error = TopicError;
+    fn try_from(s: String) -> Result<Self, TopicError> {
+        Self::new(ByteString::from(s))
+    }
+}
+
+impl From<TopicFilter> for ByteString {
+    fn from(t: TopicFilter) -> ByteString {
+        t.0
+    }
+}

@@ -1,0 +1,156 @@
+//! [`TopicName`]: the validated topic of a PUBLISH (no wildcards).
+
+use std::borrow::Borrow;
+use std::fmt;
+
+use bytestring::ByteString;
+
+use super::TopicError;
+
+/// Largest topic an MQTT UTF-8 string can carry ([MQTT-4.7.3-3]).
+pub const MAX_TOPIC_BYTES: usize = 65_535;
+
+/// Checks the rules shared by topic names, topic filters and share names: non-empty,
+/// at most 65535 bytes, and no U+0000.
+pub(crate) fn validate_common(s: &str) -> Result<(), TopicError> {
+    if s.is_empty() {
+        return Err(TopicError::Empty);
+    }
+    if s.len() > MAX_TOPIC_BYTES {
+        return Err(TopicError::TooLong { len: s.len() });
+    }
+    if s.as_bytes().contains(&0) {
+        return Err(TopicError::NullCharacter);
+    }
+    Ok(())
+}
+
+/// Number of `/`-separated levels; `a//b` has three, `/` has two.
+pub(crate) fn count_levels(s: &str) -> usize {
+    s.bytes().filter(|&b| b == b'/').count() + 1
+}
+
+/// A topic name as carried by PUBLISH (and wills): non-empty, no wildcards, no U+0000, at most
+/// 65535 bytes.
+///
+/// It wraps a [`ByteString`] so a name decoded from a packet can keep pointing into the
+/// packet's buffer instead of being copied; cloning is a reference-count bump. Note that this
+/// also keeps that buffer alive for as long as the name lives.
+///
+/// `Hash`, `Eq` and `Ord` agree with `str`, so a `TopicName` can be looked up by `&str` in a map
+/// (it implements `Borrow<str>`).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TopicName(ByteString);
+
+impl TopicName {
+    /// Validates `s` as a topic name.
+    pub fn new(s: ByteString) -> Result<Self, TopicError> {
+        validate_common(&s)?;
+        if s.bytes().any(|b| b == b'+' || b == b'#') {
+            return Err(TopicError::WildcardInTopicName);
+        }
+        Ok(Self(s))
+    }
+
+    /// Validates a string literal without copying it (the `ByteString` points at the static).
+    ///
+    /// Returns a `Result` rather than panicking: a typo in a literal should be a handled error,
+    /// not a broker crash.
+    pub fn from_static(s: &'static str) -> Result<Self, TopicError> {
+        Self::new(ByteString::from_static(s))
+    }
+
+    /// The topic as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The underlying `ByteString` (clone it to share the buffer).
+    pub fn as_bytestring(&self) -> &ByteString {
+        &self.0
+    }
+
+    /// Unwraps into the underlying `ByteString`.
+    pub fn into_bytestring(self) -> ByteString {
+        self.0
+    }
+
+    /// The `/`-separated levels, lazily; empty levels are kept (`a//b` yields `a`, ``, `b`).
+    pub fn levels(&self) -> impl Iterator<Item = &str> + '_ {
+        self.0.split('/')
+    }
+
+    /// The number of levels (always at least one).
+    pub fn level_count(&self) -> usize {
+        count_levels(&self.0)
+    }
+
+    /// Whether the topic starts with `$` (such as `$SYS/...`): these are not matched by filters
+    /// that start with a wildcard ([MQTT-4.7.2-1]) and are usually server-only.
+    pub fn is_reserved(&self) -> bool {
+        self.0.starts_with('$')
+    }
+}
+
+impl fmt::Display for TopicName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for TopicName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TopicName({:?})", self.as_str())
+    }
+}
+
+impl AsRef<str> for TopicName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Borrow<str> for TopicName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for TopicName {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for TopicName {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl TryFrom<ByteString> for TopicName {
+    type Error = TopicError;
+    fn try_from(s: ByteString) -> Result<Self, TopicError> {
+        Self::new(s)
+    }
+}
+
+impl TryFrom<&str> for TopicName {
+    type Error = TopicError;
+    fn try_from(s: &str) -> Result<Self, TopicError> {
+        Self::new(ByteString::from(s))
+    }
+}
+
+impl TryFrom<String> for TopicName {
+    type Error = TopicError;
+    fn try_from(s: String) -> Result<Self, TopicError> {
+        Self::new(ByteString::from(s))
+    }
+}
+
+impl From<TopicName> for ByteString {
+    fn from(t: TopicName) -> ByteString {
+        t.0
+    }
+}
