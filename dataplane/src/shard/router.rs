@@ -273,15 +273,16 @@ impl Shard {
             return;
         };
         let mut too_big = Vec::new();
-        let dropped = slot.session.outbound.fill_window_filtered(
+        // Messages parked by a smaller window on reconnect come back with DUP set.
+        let dropped = slot.session.outbound.fill_window_dup(
             |d| !d.message.is_expired(now),
-            |pid, qos, d| {
+            |pid, qos, dup, d| {
                 if conn.send_publish(
                     &d.message,
                     qos,
                     Some(pid),
                     d.retain,
-                    false,
+                    dup,
                     &d.subscription_ids,
                     now,
                 ) {
