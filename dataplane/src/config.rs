@@ -31,17 +31,11 @@ pub struct Config {
     pub limits: Limits,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     /// Number of shards (one thread and one io_uring each). Default 0: one per core.
     pub shards: usize,
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        ServerConfig { shards: 0 }
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
