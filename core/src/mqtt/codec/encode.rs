@@ -305,15 +305,14 @@ fn disconnect<S: Sink>(d: &Disconnect, v5: bool, s: &mut S) -> Result<(), Encode
         return Ok(());
     }
     check_reason(ptype::DISCONNECT, "DISCONNECT", d.reason)?;
-    let no_props = disconnect_props_empty(&d.properties);
-    if d.reason == ReasonCode::NORMAL_DISCONNECTION && no_props {
+    if d.reason == ReasonCode::NORMAL_DISCONNECTION && disconnect_props_empty(&d.properties) {
         return Ok(());
     }
+    // The spec lets a reason code stand alone (remaining length 1), but some clients
+    // (mqttbytes/rumqttc among them) then fail looking for the property length; writing it
+    // costs one byte.
     s.u8(d.reason as u8);
-    if !no_props {
-        props::write_list(&d.properties, s)?;
-    }
-    Ok(())
+    props::write_list(&d.properties, s)
 }
 
 fn auth<S: Sink>(a: &Auth, s: &mut S) -> Result<(), EncodeError> {

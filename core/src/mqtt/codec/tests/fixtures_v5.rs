@@ -363,11 +363,11 @@ fn disconnect_forms() {
         V,
         Packet::Disconnect(Disconnect::with_reason(ReasonCode::NORMAL_DISCONNECTION)),
     );
-    fixture(
-        &[0xE0, 0x01, 0x8E],
-        V,
-        Packet::Disconnect(Disconnect::with_reason(ReasonCode::SessionTakenOver)),
-    );
+    let taken_over = Packet::Disconnect(Disconnect::with_reason(ReasonCode::SessionTakenOver));
+    fixture(&[0xE0, 0x02, 0x8E, 0x00], V, taken_over.clone());
+    // The shortest form, a reason code alone, decodes too.
+    let got = super::decode(Bytes::from_static(&[0xE0, 0x01, 0x8E]), Some(V)).unwrap();
+    assert_eq!(got, taken_over);
     let with_props = Disconnect {
         reason: ReasonCode::DisconnectWithWillMessage,
         properties: DisconnectProperties {
