@@ -14,6 +14,10 @@ use iotcore_core::mqtt::{
 use crate::message::Message;
 use crate::notify::Notify;
 
+/// The outbound buffer may exceed `max_outbound_bytes` by this factor (a window of large QoS 1
+/// messages can), but never more: past it the connection is closed at once.
+const HARD_CAP_FACTOR: usize = 16;
+
 /// Why the shard closes a connection on its own initiative.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kill {
@@ -65,6 +69,11 @@ pub struct ConnHandle {
     pub kill_wake: Notify,
     pub dropped_qos0: Cell<u64>,
     pub messages_out: Cell<u64>,
+    /// Set when congestion held deliveries back, so the writer asks for a refill once the
+    /// buffer drains.
+    held_back: Cell<bool>,
+    /// The session this connection serves, once CONNECT is accepted.
+    pub session_key: Cell<Option<crate::ids::SessionKey>>,
 }
 
 impl ConnHandle {
@@ -89,6 +98,8 @@ impl ConnHandle {
             kill_wake: Notify::default(),
             dropped_qos0: Cell::new(0),
             messages_out: Cell::new(0),
+            held_back: Cell::new(false),
+            session_key: Cell::new(None),
         }
     }
 
@@ -105,13 +116,21 @@ impl ConnHandle {
         self.writer_wake.notify();
     }
 
-    /// Queues a control packet (never dropped: these are bounded by the client's own requests).
+    /// Queues a control packet. These are never dropped, since each answers a request of the
+    /// client; a client that keeps asking without reading is caught by the congestion rule
+    /// and, at once, by a hard cap.
     pub fn send(&self, packet: &Packet) {
         let mut buf = self.buf.borrow_mut();
         if let Err(e) = encode(packet, self.version, &mut buf) {
             tracing::warn!(error = %e, packet = packet.name(), "cannot encode packet");
         }
+        let hard_cap_exceeded = buf.len() > self.max_outbound.saturating_mul(HARD_CAP_FACTOR);
         drop(buf);
+        if hard_cap_exceeded {
+            self.kill(Kill::SlowConsumer);
+        } else {
+            self.congested(Instant::now());
+        }
         self.writer_wake.notify();
     }
 
@@ -121,6 +140,7 @@ impl ConnHandle {
         if self.buf.borrow().len() < self.max_outbound {
             return false;
         }
+        self.held_back.set(true);
         match self.stalled_since.get() {
             None => self.stalled_since.set(Some(now)),
             Some(t) if now.duration_since(t) >= self.slow_timeout => self.kill(Kill::SlowConsumer),
@@ -206,8 +226,13 @@ impl ConnHandle {
         true
     }
 
-    /// The writer finished a write: the connection is not stalled.
-    pub fn wrote(&self) {
+    /// The writer finished a write: the connection is not stalled. Returns true when
+    /// deliveries were held back and the buffer has room again: time to refill.
+    pub fn wrote(&self) -> bool {
         self.stalled_since.set(None);
+        self.held_back.get() && self.buf.borrow().len() < self.max_outbound && {
+            self.held_back.set(false);
+            true
+        }
     }
 }

@@ -137,7 +137,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
                     ReasonCode::UnsupportedProtocolVersion,
                 ));
                 conn.kill(Kill::Closing);
-                writer::run(conn, writer_half).await;
+                writer::run(shard.clone(), conn, writer_half).await;
             }
             return;
         }
@@ -156,7 +156,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         limits.max_outbound_bytes,
         Duration::from_secs(limits.slow_consumer_timeout_secs),
     ));
-    let writer_task = glommio::spawn_local(writer::run(conn.clone(), writer_half));
+    let writer_task = glommio::spawn_local(writer::run(shard.clone(), conn.clone(), writer_half));
 
     if let Err(refused) = connect::validate(&connect, &peer, &shard.config) {
         tracing::info!(%peer, client_id = %connect.client_id, reason = refused.1, "CONNECT refused");
@@ -173,6 +173,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let conn_id = shard.register_connection(conn.clone());
     bump(&shard.metrics.connections, 1);
     conn.send(&Packet::ConnAck(accepted.connack));
+    conn.session_key.set(Some(accepted.key));
     attach(&shard, accepted.key, &conn);
 
     let mut connection = Connection {

@@ -8,9 +8,10 @@ use futures_lite::AsyncWriteExt;
 
 use super::handle::{ConnHandle, Kill};
 use super::io::Half;
+use crate::shard::Shard;
 
 /// Runs until the connection is killed (after draining what is pending) or the socket fails.
-pub async fn run(conn: Rc<ConnHandle>, mut socket: Half) {
+pub async fn run(shard: Rc<Shard>, conn: Rc<ConnHandle>, mut socket: Half) {
     let mut spare = BytesMut::with_capacity(512);
     loop {
         if !conn.take_pending(&mut spare) {
@@ -25,7 +26,11 @@ pub async fn run(conn: Rc<ConnHandle>, mut socket: Half) {
             return;
         }
         spare.clear();
-        conn.wrote();
+        if conn.wrote() {
+            if let Some(key) = conn.session_key.get() {
+                shard.refill(key);
+            }
+        }
     }
     let _ = socket.flush().await;
 }

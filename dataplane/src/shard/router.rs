@@ -267,11 +267,24 @@ impl Shard {
         }
     }
 
+    /// Refills a session's window after its connection's buffer drained.
+    pub fn refill(&self, key: SessionKey) {
+        let mut st = self.state.borrow_mut();
+        if let Some(slot) = st.sessions.get_mut(&key) {
+            self.pump(slot, Instant::now());
+        }
+    }
+
     /// Moves queued QoS 1/2 messages into the in-flight window and writes them.
     pub fn pump(&self, slot: &mut super::SessionSlot, now: Instant) {
         let Some(conn) = slot.conn.clone() else {
             return;
         };
+        // A congested connection gets nothing more in flight; messages wait in the
+        // (bounded) session queue until the client reads again.
+        if conn.congested(now) {
+            return;
+        }
         let mut too_big = Vec::new();
         // Messages parked by a smaller window on reconnect come back with DUP set.
         let dropped = slot.session.outbound.fill_window_dup(
