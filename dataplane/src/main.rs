@@ -7,6 +7,7 @@ mod connection;
 mod directory;
 mod events;
 mod ids;
+mod listener;
 mod message;
 mod metrics;
 mod notify;

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use futures::channel::oneshot;
 use glommio::channels::channel_mesh::MeshBuilder;
-use glommio::net::TcpListener;
 use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
 
 use crate::config::Config;
@@ -16,6 +15,7 @@ use crate::connection;
 use crate::connection::handle::Kill;
 use crate::directory::Directory;
 use crate::ids::ShardId;
+use crate::listener;
 use crate::shard::mesh::Batch;
 use crate::shard::Shard;
 
@@ -29,7 +29,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 pub fn run(config: Config) -> anyhow::Result<()> {
     let shards = config.shard_count().min(MAX_SHARDS);
     // Fail fast, with a clear message, if the port is taken by another program.
-    std::net::TcpListener::bind(config.mqtt.bind)
+    listener::check_free(config.mqtt.bind)
         .with_context(|| format!("cannot listen on {} (mqtt.bind)", config.mqtt.bind))?;
     let config = Arc::new(config);
     let directory = Arc::new(Directory::default());
@@ -115,7 +115,7 @@ async fn run_shard(
         .context("no stop signal for this shard")?;
     let shard = Shard::new(id, shards, config.clone(), directory);
     shard.start_mesh(senders, receivers);
-    let listener = TcpListener::bind(config.mqtt.bind)
+    let listener = listener::bind(config.mqtt.bind)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.mqtt.bind))?;
     tracing::debug!(shard = id.0, "listening");
 

@@ -61,7 +61,11 @@ pub struct ShardState {
     /// only when one of these goes from 0 to 1 or back.
     local_interest: HashMap<(Option<ShareGroup>, TopicFilter), u32>,
     retained: RetainedTree<SharedMessage>,
-    round_robin: HashMap<(ShareGroup, TopicFilter), usize>,
+    /// Per shared subscription: which shard gets the next message (on the publishing shard)
+    /// and which local member gets it (on the receiving shard). Two counters, since one
+    /// shard can play both parts for the same message.
+    shard_turn: HashMap<(ShareGroup, TopicFilter), usize>,
+    member_turn: HashMap<(ShareGroup, TopicFilter), usize>,
     /// Reused for every publish so matching allocates nothing.
     scratch: Vec<Match>,
 }
@@ -106,7 +110,8 @@ impl Shard {
                 interest: SubscriptionTrie::new(),
                 local_interest: HashMap::new(),
                 retained: RetainedTree::new(),
-                round_robin: HashMap::new(),
+                shard_turn: HashMap::new(),
+                member_turn: HashMap::new(),
                 scratch: Vec::new(),
             }),
             outbox: (0..shard_count).map(|_| RefCell::new(Vec::new())).collect(),

@@ -61,7 +61,7 @@ impl Shard {
                 }
                 let (group, filter, _) = &shared_candidates[i];
                 let counter = st
-                    .round_robin
+                    .shard_turn
                     .entry((group.clone(), filter.clone()))
                     .or_insert(0);
                 let pick = i + *counter % (j - i);
@@ -200,7 +200,7 @@ impl Shard {
             }
             members.sort_unstable_by_key(|m| m.0);
             let counter = st
-                .round_robin
+                .member_turn
                 .entry((group.clone(), filter.clone()))
                 .or_insert(0);
             let (key, qos, id) = members[*counter % members.len()];
