@@ -29,6 +29,25 @@ pub struct Config {
     pub mqtt: MqttConfig,
     pub auth: AuthConfig,
     pub limits: Limits,
+    pub admin: AdminConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Admin HTTP listener (`GET /metrics`). Default `127.0.0.1:9883`: local only.
+    pub bind: SocketAddr,
+    /// Set false to run without the admin listener. Default true.
+    pub enabled: bool,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            bind: SocketAddr::from(([127, 0, 0, 1], 9883)),
+            enabled: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

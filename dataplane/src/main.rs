@@ -2,6 +2,7 @@
 //! with no file every setting takes its default (plain MQTT on port 1883, anonymous clients
 //! from loopback only).
 
+mod admin;
 mod config;
 mod connection;
 mod directory;

@@ -10,12 +10,14 @@ use futures::channel::oneshot;
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
 
+use crate::admin;
 use crate::config::Config;
 use crate::connection;
 use crate::connection::handle::Kill;
 use crate::directory::Directory;
 use crate::ids::ShardId;
 use crate::listener;
+use crate::metrics::Snapshot;
 use crate::shard::mesh::Batch;
 use crate::shard::Shard;
 
@@ -23,6 +25,8 @@ use crate::shard::Shard;
 const MESH_CHANNEL_BATCHES: usize = 1024;
 /// The interest table keeps shard sets as a 64-bit mask.
 const MAX_SHARDS: usize = 64;
+/// How often shards copy their counters for the admin thread.
+const METRICS_INTERVAL: Duration = Duration::from_millis(250);
 /// How long shutdown waits for connections to say goodbye.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
@@ -31,6 +35,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     // Fail fast, with a clear message, if the port is taken by another program.
     listener::check_free(config.mqtt.bind)
         .with_context(|| format!("cannot listen on {} (mqtt.bind)", config.mqtt.bind))?;
+    let snapshots: Vec<Arc<Snapshot>> = (0..shards).map(|_| Arc::default()).collect();
+    if config.admin.enabled {
+        admin::start(config.admin.bind, snapshots.clone());
+    }
     let config = Arc::new(config);
     let directory = Arc::new(Directory::default());
     let mesh: MeshBuilder<Batch, _> = MeshBuilder::full(shards, MESH_CHANNEL_BATCHES);
@@ -69,8 +77,11 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             let directory = directory.clone();
             let mesh = mesh.clone();
             let stop_receivers = stop_receivers.clone();
+            let snapshots = snapshots.clone();
             async move {
-                if let Err(e) = run_shard(config, directory, mesh, stop_receivers, shards).await {
+                if let Err(e) =
+                    run_shard(config, directory, mesh, stop_receivers, snapshots, shards).await
+                {
                     tracing::error!(error = %e, "shard failed");
                     return Err(e.to_string());
                 }
@@ -100,6 +111,7 @@ async fn run_shard(
     directory: Arc<Directory>,
     mesh: MeshBuilder<Batch, glommio::channels::channel_mesh::Full>,
     stop_receivers: Arc<Mutex<Vec<Option<oneshot::Receiver<()>>>>>,
+    snapshots: Vec<Arc<Snapshot>>,
     shards: usize,
 ) -> anyhow::Result<()> {
     let (senders, receivers) = mesh
@@ -115,6 +127,16 @@ async fn run_shard(
         .context("no stop signal for this shard")?;
     let shard = Shard::new(id, shards, config.clone(), directory);
     shard.start_mesh(senders, receivers);
+    if let Some(snapshot) = snapshots.get(id.0).cloned() {
+        let shard = shard.clone();
+        glommio::spawn_local(async move {
+            loop {
+                shard.publish_metrics(&snapshot);
+                glommio::timer::sleep(METRICS_INTERVAL).await;
+            }
+        })
+        .detach();
+    }
     let listener = listener::bind(config.mqtt.bind)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.mqtt.bind))?;
     tracing::debug!(shard = id.0, "listening");

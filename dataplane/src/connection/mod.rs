@@ -171,7 +171,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let span = tracing::debug_span!("conn", client_id = %accepted.client_id, shard = shard.id.0);
     let _enter = span.enter();
     let conn_id = shard.register_connection(conn.clone());
-    bump(&shard.metrics.connections, 1);
+    bump(&shard.metrics.connections_total, 1);
     conn.send(&Packet::ConnAck(accepted.connack));
     conn.session_key.set(Some(accepted.key));
     attach(&shard, accepted.key, &conn);
@@ -207,6 +207,9 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
                 },
             }));
         }
+    }
+    if matches!(end, End::Killed(Kill::SlowConsumer)) {
+        bump(&shard.metrics.slow_consumer_disconnects_total, 1);
     }
     close(&conn, writer_task).await;
     shard.unregister_connection(conn_id);
@@ -362,7 +365,7 @@ impl Connection {
             .await;
             match wake {
                 Wake::Read(Ok(0)) | Wake::Read(Err(_)) => return End::Lost,
-                Wake::Read(Ok(n)) => bump(&self.shard.metrics.bytes_in, n as u64),
+                Wake::Read(Ok(n)) => bump(&self.shard.metrics.bytes_in_total, n as u64),
                 Wake::Killed => {
                     if let Some(kill) = self.conn.killed() {
                         return End::Killed(kill);

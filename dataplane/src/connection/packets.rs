@@ -150,7 +150,7 @@ impl Connection {
 
     async fn on_publish(&mut self, mut p: Publish) -> Result<(), End> {
         let limits = &self.shard.config.limits;
-        bump(&self.shard.metrics.messages_in, 1);
+        bump(&self.shard.metrics.messages_in_total, 1);
         if !p.properties.subscription_identifiers.is_empty() {
             return Err(protocol(
                 ReasonCode::ProtocolError,

@@ -8,6 +8,7 @@ use futures_lite::AsyncWriteExt;
 
 use super::handle::{ConnHandle, Kill};
 use super::io::Half;
+use crate::metrics::bump;
 use crate::shard::Shard;
 
 /// Runs until the connection is killed (after draining what is pending) or the socket fails.
@@ -25,6 +26,8 @@ pub async fn run(shard: Rc<Shard>, conn: Rc<ConnHandle>, mut socket: Half) {
             conn.kill(Kill::WriteFailed);
             return;
         }
+        bump(&shard.metrics.writes_total, 1);
+        bump(&shard.metrics.bytes_out_total, spare.len() as u64);
         spare.clear();
         if conn.wrote() {
             if let Some(key) = conn.session_key.get() {

@@ -21,7 +21,7 @@ use crate::connection::handle::ConnHandle;
 use crate::directory::Directory;
 use crate::ids::{ClientId, SessionKey, ShardId};
 use crate::message::SharedMessage;
-use crate::metrics::Metrics;
+use crate::metrics::{bump, Gauges, Metrics, Snapshot};
 use crate::notify::Notify;
 use crate::session::Session;
 use mesh::{Batch, ShardMsg};
@@ -144,6 +144,7 @@ impl Shard {
                         shard.outbox_wake[peer].notified().await;
                         continue;
                     }
+                    bump(&shard.metrics.mesh_batches_out_total, 1);
                     if senders.send_to(peer, batch).await.is_err() {
                         // The peer is gone: the process is shutting down.
                         return;
@@ -158,6 +159,8 @@ impl Shard {
                 use futures_lite::StreamExt;
                 let mut stream = stream;
                 while let Some(batch) = stream.next().await {
+                    bump(&shard.metrics.mesh_batches_in_total, 1);
+                    bump(&shard.metrics.mesh_messages_in_total, batch.len() as u64);
                     for msg in batch {
                         shard.handle_mesh(msg);
                     }
@@ -240,6 +243,19 @@ impl Shard {
         clean_start: bool,
     ) -> Option<Session> {
         self.surrender_session(client_id, clean_start).map(|b| *b)
+    }
+
+    /// Copies the counters and current gauges to the snapshot the admin thread reads.
+    pub fn publish_metrics(&self, snapshot: &Snapshot) {
+        let st = self.state.borrow();
+        let gauges = Gauges {
+            connections: self.connections.borrow().len() as u64,
+            sessions: st.sessions.len() as u64,
+            subscriptions: (st.subs.len() + st.shared_subs.len()) as u64,
+            retained_messages: st.retained.len() as u64,
+            outbox_depth: self.outbox.iter().map(|o| o.borrow().len() as u64).sum(),
+        };
+        snapshot.publish(&self.metrics, gauges);
     }
 
     pub fn register_connection(&self, conn: Rc<ConnHandle>) -> u64 {

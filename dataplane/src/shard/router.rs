@@ -138,7 +138,7 @@ impl Shard {
     ) {
         let now = Instant::now();
         if message.is_expired(now) {
-            bump(&self.metrics.dropped_expired, 1);
+            bump(&self.metrics.dropped_expired_total, 1);
             return;
         }
         if ordinary {
@@ -242,12 +242,12 @@ impl Shard {
         if qos == QoS::AtMostOnce {
             let Some(conn) = &slot.conn else { return };
             if conn.congested(now) {
-                bump(&self.metrics.dropped_qos0, 1);
+                bump(&self.metrics.dropped_qos0_total, 1);
                 conn.dropped_qos0.set(conn.dropped_qos0.get() + 1);
                 return;
             }
             conn.send_publish(message, qos, None, retain, false, &subscription_ids, now);
-            bump(&self.metrics.messages_out, 1);
+            bump(&self.metrics.messages_out_total, 1);
             return;
         }
         let delivery = Delivery {
@@ -256,7 +256,7 @@ impl Shard {
             subscription_ids,
         };
         if slot.session.outbound.enqueue(delivery, qos).is_err() {
-            bump(&self.metrics.dropped_queue_full, 1);
+            bump(&self.metrics.dropped_queue_full_total, 1);
             if let Some(conn) = &slot.conn {
                 conn.congested(now);
             }
@@ -299,13 +299,13 @@ impl Shard {
                     &d.subscription_ids,
                     now,
                 ) {
-                    bump(&self.metrics.messages_out, 1);
+                    bump(&self.metrics.messages_out_total, 1);
                 } else {
                     too_big.push((pid, qos));
                 }
             },
         );
-        bump(&self.metrics.dropped_expired, dropped as u64);
+        bump(&self.metrics.dropped_expired_total, dropped as u64);
         // A message the client cannot take is treated as delivered ([MQTT-3.1.2-25]).
         for (pid, qos) in too_big {
             let _ = match qos {
