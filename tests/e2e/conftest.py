@@ -97,6 +97,11 @@ class Broker:
         for key, value in overrides.items():
             cfg[SECTION.get(key, "limits")][key] = value
         cfg["mqtt"]["bind"] = f"{self.host}:{self.port}"
+        # Not in the original contract: the broker also has an admin HTTP listener
+        # ([admin] bind, default 127.0.0.1:9883). Give each instance its own port so several
+        # brokers (and a developer's own) can run at once. E2E_NO_ADMIN_SECTION=1 leaves it out.
+        if not os.environ.get("E2E_NO_ADMIN_SECTION"):
+            cfg.setdefault("admin", {})["bind"] = f"{self.host}:{free_port()}"
         self.config = cfg
         self.overrides = overrides
         self.stderr_path = workdir / f"broker-{self.port}.stderr"

@@ -301,7 +301,11 @@ def test_flood_without_reading(broker_factory):
     deadline = time.monotonic() + 45
     try:
         while time.monotonic() < deadline and not state["disconnected"]:
-            roundtrip_ok(b, timeout=5)
+            try:
+                roundtrip_ok(b, timeout=5)
+            except (AssertionError, TimeoutError) as e:
+                raise AssertionError(f"round trip {rounds} failed during flood "
+                                     f"(flooder sent {state['sent']} bytes so far): {e}") from None
             rounds += 1
             peak = max(peak, _rss_kb(b.proc.pid))
             time.sleep(0.2)

@@ -10,14 +10,21 @@ pytestmark = pytest.mark.iotcore
 
 
 def _events(watcher, kind, cid, timeout=5.0):
-    """Wait for the next event of `kind` for client `cid`; returns the decoded JSON."""
+    """Wait for the first not-yet-consumed event of `kind` for client `cid` (events of other
+    kinds/clients stay buffered on the watcher); returns (message, decoded JSON)."""
+    buf = watcher.__dict__.setdefault("event_buffer", [])
     deadline = time.monotonic() + timeout
     while True:
+        for i, m in enumerate(buf):
+            if m.topic.endswith(f"/{cid}") and f"/{kind}/" in m.topic:
+                del buf[i]
+                return m, json.loads(m.payload)
         left = deadline - time.monotonic()
-        assert left > 0, f"no {kind} event for {cid}"
-        m = watcher.get(left)
-        if m.topic.endswith(f"/{cid}") and f"/{kind}/" in m.topic:
-            return m, json.loads(m.payload)
+        assert left > 0, f"no {kind} event for {cid}; other events: {[m.topic for m in buf]}"
+        try:
+            buf.append(watcher.get(left))
+        except AssertionError:
+            pass
 
 
 @pytest.fixture

@@ -140,7 +140,8 @@ def test_topic_too_long(broker, client_factory, uid):
 
 
 def test_offline_queue_bounded(broker_factory):
-    b = broker_factory(max_queued_messages=5)
+    # The queue bound excludes the in-flight window, so with receive_maximum 5 at most 10 survive.
+    b = broker_factory(max_queued_messages=5, receive_maximum=5)
     c = TClient(b.host, b.port, client_id="queued", clean=False, connect_props={"SessionExpiryInterval": 60})
     c.subscribe("q/t", 1)
     c.disconnect()
@@ -158,7 +159,7 @@ def test_offline_queue_bounded(broker_factory):
         except AssertionError:
             pass
         payloads = [int(m.payload) for m in got]
-        assert 1 <= len(payloads) <= 5, payloads
+        assert 1 <= len(payloads) <= 10, payloads
         assert payloads == sorted(payloads)
     finally:
         c2.close()
