@@ -1,0 +1,438 @@
+//! `compare`: every scenario against every installed broker, side by side, in one run.
+//!
+//! For each scenario variant, runs are interleaved (run 1 of every broker, then run 2 of
+//! every broker, ...), each broker started fresh for its run and killed after it, with a
+//! pause between runs for the machine to settle; the median run of each broker is reported.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde_json::{json, Value};
+
+use crate::brokers::{self, Kind, Settings};
+use crate::procstat;
+use crate::scenario::{self, Params, Scenario};
+
+pub struct Options {
+    pub scenarios: Vec<Scenario>,
+    pub brokers: Vec<Kind>,
+    pub runs: usize,
+    pub iotcore_bin: Option<PathBuf>,
+    pub settle: Duration,
+    pub out_dir: PathBuf,
+    pub qos: Vec<u8>,
+    pub payloads: Vec<usize>,
+    pub all_payloads: bool,
+    pub fanout: Vec<usize>,
+    pub fanin_publishers: usize,
+    pub rates: Vec<u64>,
+    pub latency_qos1_rate: u64,
+    pub settings: Settings,
+    /// Template for every run (duration, warm-up, threads, sizes).
+    pub base: Params,
+    pub command_line: String,
+}
+
+struct Variant {
+    params: Params,
+    runs: BTreeMap<&'static str, Vec<Value>>,
+}
+
+fn variants(o: &Options, s: Scenario) -> Vec<Params> {
+    let mut v = Vec::new();
+    let small = o.payloads.first().copied().unwrap_or(64);
+    let payloads_for = |all: bool| -> Vec<usize> {
+        if all {
+            o.payloads.clone()
+        } else {
+            vec![small]
+        }
+    };
+    let mk = |qos: u8, payload: usize| -> Params {
+        let mut p = o.base.clone();
+        p.scenario = s;
+        p.qos = crate::proto::qos_from(qos).unwrap_or(iotcore_core::mqtt::QoS::AtMostOnce);
+        p.payload = payload;
+        p
+    };
+    match s {
+        Scenario::Pairs => {
+            for &q in &o.qos {
+                for &pl in &o.payloads {
+                    v.push(mk(q, pl));
+                }
+            }
+        }
+        Scenario::Fanout => {
+            for &n in &o.fanout {
+                for &q in &o.qos {
+                    for pl in payloads_for(o.all_payloads) {
+                        let mut p = mk(q, pl);
+                        p.subscribers = n;
+                        v.push(p);
+                    }
+                }
+            }
+        }
+        Scenario::Fanin => {
+            for &q in &o.qos {
+                for pl in payloads_for(o.all_payloads) {
+                    let mut p = mk(q, pl);
+                    p.publishers = o.fanin_publishers;
+                    v.push(p);
+                }
+            }
+        }
+        Scenario::Latency => {
+            for &r in &o.rates {
+                let mut p = mk(0, small);
+                p.rate = r;
+                v.push(p);
+            }
+            if o.qos.contains(&1) && o.latency_qos1_rate > 0 {
+                let mut p = mk(1, small);
+                p.rate = o.latency_qos1_rate;
+                v.push(p);
+            }
+        }
+        Scenario::Connections => v.push(mk(0, small)),
+    }
+    v
+}
+
+/// The figure a run is ranked by, and whether higher is better.
+fn key(s: Scenario) -> (&'static str, bool) {
+    match s {
+        Scenario::Pairs | Scenario::Fanout | Scenario::Fanin => ("delivered_per_s", true),
+        Scenario::Latency => ("p99_us", false),
+        Scenario::Connections => ("connects_per_s", true),
+    }
+}
+
+fn num(v: &Value, k: &str) -> Option<f64> {
+    v.get(k).and_then(Value::as_f64)
+}
+
+/// The median run by the scenario's key (the lower middle for an even count); runs
+/// without the figure are left out unless there is nothing else.
+fn median(s: Scenario, runs: &[Value]) -> Option<Value> {
+    let (k, _) = key(s);
+    let mut with: Vec<&Value> = runs.iter().filter(|r| num(r, k).is_some()).collect();
+    if with.is_empty() {
+        return runs.first().cloned();
+    }
+    with.sort_by(|a, b| {
+        num(a, k)
+            .unwrap_or(0.0)
+            .total_cmp(&num(b, k).unwrap_or(0.0))
+    });
+    let mut m = with[(with.len() - 1) / 2].clone();
+    if let Some(o) = m.as_object_mut() {
+        let all: Vec<f64> = with.iter().filter_map(|r| num(r, k)).collect();
+        o.insert(format!("{k}_all_runs"), json!(all));
+        o.insert(
+            "runs_failed".into(),
+            json!(runs
+                .iter()
+                .filter(|r| r.get("ok") != Some(&Value::Bool(true)))
+                .count()),
+        );
+    }
+    Some(m)
+}
+
+fn fmt_num(x: f64) -> String {
+    if x >= 100.0 {
+        let s = format!("{:.0}", x);
+        let mut out = String::new();
+        for (i, c) in s.chars().enumerate() {
+            if i > 0 && (s.len() - i) % 3 == 0 {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        out
+    } else if x >= 10.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.2}")
+    }
+}
+
+fn opt(v: &Value, k: &str) -> String {
+    num(v, k).map(fmt_num).unwrap_or_else(|| "-".into())
+}
+
+/// One markdown table per scenario: broker, figure, ratio to iotcore, CPU.
+fn table(s: Scenario, variants: &[Variant], runs: usize) -> String {
+    let mut t = String::new();
+    let (k, higher) = key(s);
+    let what = match s {
+        Scenario::Pairs | Scenario::Fanin => "delivered msgs/s",
+        Scenario::Fanout => "deliveries/s",
+        Scenario::Latency => "latency in µs (ratio on p99)",
+        Scenario::Connections => "connects/s and broker KiB per idle connection",
+    };
+    let _ = writeln!(
+        t,
+        "### {} — {what}; median of {runs} run(s); ratio = broker / iotcore ({} is better)\n",
+        s.name(),
+        if higher { "higher" } else { "lower" }
+    );
+    let header = match s {
+        Scenario::Latency => "| variant | broker | p50 | p99 | p99.9 | max | ratio | lost | gen CPU % | broker CPU % | notes |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        Scenario::Connections => "| variant | broker | connects/s | ratio | KiB/conn | ratio | alive | gen CPU % | broker CPU % | notes |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        _ => "| variant | broker | msgs/s | ratio | published/s | gen CPU % | broker CPU % | broker RSS MiB | notes |\n|---|---|---:|---:|---:|---:|---:|---:|---|",
+    };
+    let _ = writeln!(t, "{header}");
+    for v in variants {
+        let label = v.params.label();
+        let medians: Vec<(&str, Value)> = v
+            .runs
+            .iter()
+            .filter_map(|(b, r)| median(s, r).map(|m| (*b, m)))
+            .collect();
+        let base = medians
+            .iter()
+            .find(|(b, _)| *b == "iotcore")
+            .and_then(|(_, m)| num(m, k));
+        let base_mem = medians
+            .iter()
+            .find(|(b, _)| *b == "iotcore")
+            .and_then(|(_, m)| num(m, "broker_rss_per_conn_kib"));
+        // iotcore first, the others in the order given.
+        let mut ordered = medians.clone();
+        ordered.sort_by_key(|(b, _)| *b != "iotcore");
+        for (i, (b, m)) in ordered.iter().enumerate() {
+            let ratio = |x: Option<f64>, base: Option<f64>| match (x, base) {
+                (Some(x), Some(b)) if b > 0.0 => format!("{:.2}", x / b),
+                _ => "-".into(),
+            };
+            let gen = num(m, "generator_cpu_pct");
+            let brk = num(m, "broker_cpu_pct");
+            let mut notes = Vec::new();
+            if m.get("ok") != Some(&Value::Bool(true)) {
+                notes.push("errors".to_string());
+            }
+            if let Some(f) = num(m, "runs_failed").filter(|&f| f > 0.0) {
+                notes.push(format!("{f} run(s) with errors"));
+            }
+            // On a 2-core machine a generator using a core or more leaves the broker at most
+            // the other one: the figure is then partly the generator's limit.
+            if gen.is_some_and(|g| g >= 90.0) {
+                notes.push("generator ≥ 90% of a core".into());
+            }
+            if let Some(r) = num(m, "delivery_ratio").filter(|&r| r < 0.98) {
+                notes.push(format!("delivered {:.0}% of published", r * 100.0));
+            }
+            let variant = if i == 0 { label.as_str() } else { "" };
+            let row = match s {
+                Scenario::Latency => format!(
+                    "| {variant} | {b} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    opt(m, "p50_us"),
+                    opt(m, "p99_us"),
+                    opt(m, "p999_us"),
+                    opt(m, "max_us"),
+                    ratio(num(m, k), base),
+                    opt(m, "lost_in_window"),
+                    gen.map(fmt_num).unwrap_or_default(),
+                    brk.map(fmt_num).unwrap_or_default(),
+                    notes.join("; ")
+                ),
+                Scenario::Connections => format!(
+                    "| {variant} | {b} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    opt(m, "connects_per_s"),
+                    ratio(num(m, k), base),
+                    opt(m, "broker_rss_per_conn_kib"),
+                    ratio(num(m, "broker_rss_per_conn_kib"), base_mem),
+                    opt(m, "alive_after_hold"),
+                    gen.map(fmt_num).unwrap_or_default(),
+                    brk.map(fmt_num).unwrap_or_default(),
+                    notes.join("; ")
+                ),
+                _ => format!(
+                    "| {variant} | {b} | {} | {} | {} | {} | {} | {} | {} |",
+                    opt(m, k),
+                    ratio(num(m, k), base),
+                    opt(m, "published_per_s"),
+                    gen.map(fmt_num).unwrap_or_default(),
+                    brk.map(fmt_num).unwrap_or_default(),
+                    num(m, "broker_rss_kib")
+                        .map(|r| format!("{:.1}", r / 1024.0))
+                        .unwrap_or_default(),
+                    notes.join("; ")
+                ),
+            };
+            let _ = writeln!(t, "{row}");
+        }
+    }
+    t
+}
+
+pub fn run(mut o: Options) -> Result<()> {
+    let (date, started) = procstat::now_utc();
+    let machine = procstat::machine();
+    let load_before = procstat::loadavg();
+    std::fs::create_dir_all(&o.out_dir)
+        .with_context(|| format!("create {}", o.out_dir.display()))?;
+
+    // Which brokers are here.
+    let mut present: Vec<(Kind, PathBuf)> = Vec::new();
+    let mut peers = serde_json::Map::new();
+    for &k in &o.brokers {
+        match brokers::locate(k, o.iotcore_bin.as_deref()) {
+            Some(bin) => {
+                let v = brokers::version(k, &bin);
+                eprintln!("broker {:<10} {} ({})", k.name(), v, bin.display());
+                peers.insert(
+                    k.name().into(),
+                    json!({"version": v, "binary": bin.display().to_string()}),
+                );
+                present.push((k, bin));
+            }
+            None => {
+                eprintln!(
+                    "broker {:<10} SKIPPED: not installed (bench/install-peers.sh)",
+                    k.name()
+                );
+                peers.insert(k.name().into(), json!({"skipped": "not installed"}));
+            }
+        }
+    }
+    if present.is_empty() {
+        anyhow::bail!("no broker to run");
+    }
+
+    let mut summary = String::new();
+    let _ = writeln!(
+        summary,
+        "# iotcore-bench compare, {started}\n\n`{}`\n\nmachine: {} cores, {}, kernel {}; load before: {load_before}\n\nbrokers: {}\n",
+        o.command_line,
+        machine["nproc"],
+        machine["cpu_model"].as_str().unwrap_or(""),
+        machine["kernel"].as_str().unwrap_or(""),
+        peers
+            .iter()
+            .map(|(k, v)| format!(
+                "{k} = {}",
+                v.get("version").or(v.get("skipped")).and_then(Value::as_str).unwrap_or("")
+            ))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let nonce = std::process::id();
+    for &s in &o.scenarios.clone() {
+        let scenario_started = procstat::now_utc().1;
+        let load = procstat::loadavg();
+        let mut vs: Vec<Variant> = variants(&o, s)
+            .into_iter()
+            .map(|params| Variant {
+                params,
+                runs: BTreeMap::new(),
+            })
+            .collect();
+        for v in vs.iter_mut() {
+            for r in 0..o.runs {
+                for (k, bin) in &present {
+                    std::thread::sleep(o.settle);
+                    let label = v.params.label();
+                    eprint!(
+                        "{} {label} {} run {}/{} ... ",
+                        s.name(),
+                        k.name(),
+                        r + 1,
+                        o.runs
+                    );
+                    let result = run_one(
+                        *k,
+                        bin,
+                        &mut o.settings,
+                        &v.params,
+                        format!("b{nonce}-{}-{r}", k.name()),
+                    );
+                    eprintln!("{}", brief(s, &result));
+                    v.runs.entry(k.name()).or_default().push(result);
+                }
+            }
+        }
+        let t = table(s, &vs, o.runs);
+        println!("\n{t}");
+        let _ = writeln!(summary, "{t}");
+        let file = o.out_dir.join(format!("{date}-{}.json", s.name()));
+        let doc = json!({
+            "scenario": s.name(),
+            "command": o.command_line,
+            "started": scenario_started,
+            "machine": machine,
+            "load_before": load,
+            "runs_per_broker": o.runs,
+            "settle_s": o.settle.as_secs_f64(),
+            "peers": peers,
+            "variants": vs.iter().map(|v| {
+                let mut results = serde_json::Map::new();
+                for (b, runs) in &v.runs {
+                    results.insert((*b).into(), json!({"median": median(s, runs), "runs": runs}));
+                }
+                json!({"label": v.params.label(), "params": v.params.describe(), "results": results})
+            }).collect::<Vec<_>>(),
+        });
+        std::fs::write(&file, serde_json::to_string_pretty(&doc)? + "\n")
+            .with_context(|| format!("write {}", file.display()))?;
+        eprintln!("wrote {}", file.display());
+    }
+    let md = o.out_dir.join(format!("{date}-summary.md"));
+    std::fs::write(&md, &summary).with_context(|| format!("write {}", md.display()))?;
+    eprintln!("wrote {}", md.display());
+    Ok(())
+}
+
+fn brief(s: Scenario, v: &Value) -> String {
+    let (k, _) = key(s);
+    let mut b = match num(v, k) {
+        Some(x) => format!("{k}={}", fmt_num(x)),
+        None => "no figure".into(),
+    };
+    if let Some(g) = num(v, "generator_cpu_pct") {
+        let _ = write!(b, " gen={g:.0}%");
+    }
+    if let Some(g) = num(v, "broker_cpu_pct") {
+        let _ = write!(b, " broker={g:.0}%");
+    }
+    if let Some(e) = v
+        .get("errors")
+        .and_then(Value::as_array)
+        .filter(|e| !e.is_empty())
+    {
+        let _ = write!(b, " errors: {}", e[0]);
+    }
+    b
+}
+
+fn run_one(k: Kind, bin: &Path, settings: &mut Settings, base: &Params, prefix: String) -> Value {
+    let running = match brokers::start(k, bin, settings) {
+        Ok(r) => r,
+        Err(e) => return json!({"ok": false, "errors": [format!("start: {e:#}")]}),
+    };
+    let mut p = base.clone();
+    p.addr = running.addr;
+    p.broker_pid = Some(running.pid);
+    p.id_prefix = prefix;
+    let mut result = match scenario::run(&p) {
+        Ok(v) => v,
+        Err(e) => json!({"ok": false, "errors": [format!("{e:#}")]}),
+    };
+    if let Some(url) = &running.metrics_url {
+        let m = match procstat::http_get(url) {
+            Ok(body) => json!(procstat::iotcore_samples(&body)),
+            Err(e) => json!(format!("scrape failed: {e:#}")),
+        };
+        if let Some(o) = result.as_object_mut() {
+            o.insert("metrics".into(), m);
+        }
+    }
+    running.stop();
+    result
+}
