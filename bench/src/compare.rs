@@ -285,7 +285,12 @@ pub fn run(mut o: Options) -> Result<()> {
     for &k in &o.brokers {
         match brokers::locate(k, o.iotcore_bin.as_deref()) {
             Some(bin) => {
-                let v = brokers::version(k, &bin);
+                let mut v = brokers::version(k, &bin);
+                if k == Kind::Iotcore {
+                    if let Some(c) = workspace_commit() {
+                        v = format!("{v} ({c})");
+                    }
+                }
                 eprintln!("broker {:<10} {} ({})", k.name(), v, bin.display());
                 peers.insert(
                     k.name().into(),
@@ -435,4 +440,25 @@ fn run_one(k: Kind, bin: &Path, settings: &mut Settings, base: &Params, prefix: 
     }
     running.stop();
     result
+}
+
+/// The workspace's commit, with "+dirty" when core/ or dataplane/ have uncommitted changes
+/// (the iotcore binary measured may then include them).
+fn workspace_commit() -> Option<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent()?;
+    let git = |args: &[&str]| -> Option<String> {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(root)
+            .args(args)
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    let head = git(&["rev-parse", "--short", "HEAD"])?;
+    let dirty =
+        git(&["status", "--porcelain", "--", "core", "dataplane"]).is_some_and(|s| !s.is_empty());
+    Some(if dirty { format!("{head}+dirty") } else { head })
 }
