@@ -23,6 +23,15 @@ apt_install() {
 
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "$HOME/.cargo/bin/$1" ]; }
 
+# `cargo install --locked` first (the versions the crate was released with); if that fails
+# (an old lock can pin a dependency that a newer rustc rejects, as rumqttd 0.20's metrics
+# 0.22.1 is on rustc >= 1.89), once more letting cargo pick compatible newer versions.
+cargo_install() {
+    cargo install --locked "$1" && return 0
+    echo "-- $1: --locked build failed; retrying with fresh dependency resolution" >&2
+    cargo install "$1"
+}
+
 install_one() {
     case "$1" in
     mosquitto)
@@ -37,17 +46,17 @@ install_one() {
         ;;
     rumqttd)
         have rumqttd && { echo "rumqttd: present"; return 0; }
-        cargo install --locked rumqttd
+        cargo_install rumqttd
         ;;
     rmqttd)
         have rmqttd && { echo "rmqttd: present"; return 0; }
         # rmqtt builds gRPC stubs (protoc) and a C library (cmake)
         apt_install protobuf-compiler cmake
-        cargo install --locked rmqttd
+        cargo_install rmqttd
         ;;
     inferno)
         have inferno-flamegraph && { echo "inferno: present"; return 0; }
-        cargo install --locked inferno
+        cargo_install inferno
         ;;
     *)
         echo "unknown peer: $1" >&2
