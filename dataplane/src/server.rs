@@ -1,12 +1,16 @@
 //! Starting and stopping the shards: one glommio executor per shard, each pinned to a core,
 //! each listening on the same port with SO_REUSEPORT so the kernel spreads connections.
+//!
+//! Shutdown never tears an executor down: each shard says goodbye to its clients, reports
+//! that it is done, and parks; the main thread then exits the process. Dropping a glommio
+//! executor with I/O in flight is a path we have no need to exercise.
 
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use futures::channel::oneshot;
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
 
@@ -25,10 +29,22 @@ use crate::shard::Shard;
 const MESH_CHANNEL_BATCHES: usize = 1024;
 /// The interest table keeps shard sets as a 64-bit mask.
 const MAX_SHARDS: usize = 64;
-/// How often shards copy their counters for the admin thread.
-const METRICS_INTERVAL: Duration = Duration::from_millis(250);
+const PREEMPT_TIMER: Duration = Duration::from_millis(1);
 /// How long shutdown waits for connections to say goodbye.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// How often each shard looks at the stop flag and copies its counters for the admin thread.
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(50);
+const METRICS_EVERY: u32 = 5;
+
+/// What the main thread and the shards share about the process's life.
+#[derive(Default)]
+struct Lifecycle {
+    /// Set by a signal (or a failing shard): every shard starts its shutdown.
+    stop: AtomicBool,
+    /// Shards that finished their shutdown (or failed).
+    done: AtomicUsize,
+    failure: Mutex<Option<String>>,
+}
 
 pub fn run(config: Config) -> anyhow::Result<()> {
     let shards = config.shard_count().min(MAX_SHARDS);
@@ -42,62 +58,75 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let config = Arc::new(config);
     let directory = Arc::new(Directory::default());
     let mesh: MeshBuilder<Batch, _> = MeshBuilder::full(shards, MESH_CHANNEL_BATCHES);
-
-    let mut stop_senders = Vec::new();
-    let mut stop_receivers = Vec::new();
-    for _ in 0..shards {
-        let (tx, rx) = oneshot::channel::<()>();
-        stop_senders.push(tx);
-        stop_receivers.push(Some(rx));
-    }
-    let stop_receivers = Arc::new(Mutex::new(stop_receivers));
+    let life = Arc::new(Lifecycle::default());
 
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
     ])
     .context("cannot install signal handlers")?;
+    let signal_life = life.clone();
     std::thread::Builder::new()
         .name("iotcore-signals".into())
         .spawn(move || {
             if let Some(sig) = signals.forever().next() {
                 tracing::info!(signal = sig, "shutting down");
-                for tx in stop_senders {
-                    let _ = tx.send(());
-                }
+                signal_life.stop.store(true, Ordering::Release);
             }
         })
         .context("cannot start the signal thread")?;
 
     tracing::info!(shards, bind = %config.mqtt.bind, "iotcore starting");
-    let handles = LocalExecutorPoolBuilder::new(PoolPlacement::MaxSpread(shards, None))
+    let shard_life = life.clone();
+    // The handles are never joined: the process exits once every shard is done.
+    let _handles = LocalExecutorPoolBuilder::new(PoolPlacement::MaxSpread(shards, None))
         .name("iotcore-shard")
+        // glommio polls for I/O at least this often while tasks are runnable; the default
+        // (100 ms) would let one busy connection delay every other one on its shard.
+        .preempt_timer(PREEMPT_TIMER)
         .on_all_shards(move || {
             let config = config.clone();
             let directory = directory.clone();
             let mesh = mesh.clone();
-            let stop_receivers = stop_receivers.clone();
             let snapshots = snapshots.clone();
+            let life = shard_life.clone();
             async move {
-                if let Err(e) =
-                    run_shard(config, directory, mesh, stop_receivers, snapshots, shards).await
-                {
+                // The executor polls its main future only when no task is runnable, so a
+                // busy shard would never reach an accept loop living there: everything runs
+                // in a spawned task instead.
+                let body = glommio::spawn_local({
+                    let life = life.clone();
+                    async move { run_shard(config, directory, mesh, snapshots, &life, shards).await }
+                });
+                if let Err(e) = body.await {
                     tracing::error!(error = %e, "shard failed");
-                    return Err(e.to_string());
+                    life.failure
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get_or_insert(e.to_string());
+                    life.stop.store(true, Ordering::Release);
                 }
-                Ok(())
+                life.done.fetch_add(1, Ordering::AcqRel);
+                futures_lite::future::pending::<()>().await;
             }
         })
         .map_err(|e| anyhow::anyhow!("cannot start the shards: {e}"))?;
-    let mut failed = None;
-    for result in handles.join_all() {
-        match result {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => failed = Some(e),
-            Err(e) => failed = Some(format!("{e:?}")),
-        }
+
+    // Wait for the stop, then for every shard to finish (bounded: a stuck shard must not
+    // keep the process alive).
+    while !life.stop.load(Ordering::Acquire) {
+        std::thread::sleep(HOUSEKEEPING_INTERVAL);
     }
-    match failed {
+    let deadline = Instant::now() + SHUTDOWN_GRACE + Duration::from_secs(2);
+    while life.done.load(Ordering::Acquire) < shards && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let failure = life
+        .failure
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    match failure {
         Some(e) => anyhow::bail!("a shard failed: {e}"),
         None => {
             tracing::info!("iotcore stopped");
@@ -110,8 +139,8 @@ async fn run_shard(
     config: Arc<Config>,
     directory: Arc<Directory>,
     mesh: MeshBuilder<Batch, glommio::channels::channel_mesh::Full>,
-    stop_receivers: Arc<Mutex<Vec<Option<oneshot::Receiver<()>>>>>,
     snapshots: Vec<Arc<Snapshot>>,
+    life: &Lifecycle,
     shards: usize,
 ) -> anyhow::Result<()> {
     let (senders, receivers) = mesh
@@ -119,27 +148,12 @@ async fn run_shard(
         .await
         .map_err(|e| anyhow::anyhow!("cannot join the shard mesh: {e}"))?;
     let id = ShardId(senders.peer_id());
-    let stop = stop_receivers
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get_mut(id.0)
-        .and_then(Option::take)
-        .context("no stop signal for this shard")?;
     let shard = Shard::new(id, shards, config.clone(), directory);
     shard.start_mesh(senders, receivers);
-    if let Some(snapshot) = snapshots.get(id.0).cloned() {
-        let shard = shard.clone();
-        glommio::spawn_local(async move {
-            loop {
-                shard.publish_metrics(&snapshot);
-                glommio::timer::sleep(METRICS_INTERVAL).await;
-            }
-        })
-        .detach();
-    }
     let listener = listener::bind(config.mqtt.bind)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.mqtt.bind))?;
     tracing::debug!(shard = id.0, "listening");
+    let snapshot = snapshots.get(id.0).cloned().unwrap_or_default();
 
     let accept = async {
         loop {
@@ -155,12 +169,22 @@ async fn run_shard(
             }
         }
     };
-    futures_lite::future::or(accept, async {
-        let _ = stop.await;
-    })
-    .await;
+    // The stop flag is polled rather than signalled: a wake-up from the signal thread would
+    // be a foreign wake of a glommio task (see shard/replies.rs).
+    let housekeeping = async {
+        let mut tick = 0u32;
+        while !life.stop.load(Ordering::Acquire) {
+            if tick % METRICS_EVERY == 0 {
+                shard.publish_metrics(&snapshot);
+            }
+            tick = tick.wrapping_add(1);
+            glommio::timer::sleep(HOUSEKEEPING_INTERVAL).await;
+        }
+    };
+    futures_lite::future::or(accept, housekeeping).await;
     drop(listener);
     shutdown(&shard).await;
+    shard.publish_metrics(&snapshot);
     Ok(())
 }
 

@@ -15,6 +15,7 @@ use crate::config::{AnonymousPolicy, Config};
 use crate::ids::{ClientId, SessionKey};
 use crate::session::Session;
 use crate::shard::mesh::ShardMsg;
+use crate::shard::replies::Reply;
 use crate::shard::Shard;
 
 /// What the handshake settled for the rest of the connection.
@@ -128,19 +129,23 @@ pub async fn establish(shard: &Rc<Shard>, connect: &Connect) -> Option<Accepted>
             shard.take_local_session(&client_id, connect.clean_start)
         }
         Some(owner) => {
-            let (tx, rx) = futures::channel::oneshot::channel();
-            shard.post_to(
-                owner.shard,
-                ShardMsg::TakeSession {
-                    client_id: client_id.clone(),
-                    clean_start: connect.clean_start,
-                    reply: tx,
+            let id = shard.request(owner.shard, |to| ShardMsg::TakeSession {
+                client_id: client_id.clone(),
+                clean_start: connect.clean_start,
+                reply: to,
+            });
+            let reply = futures_lite::future::or(
+                async {
+                    match shard.replies.wait(id).await {
+                        Reply::Session(s) => s,
+                        Reply::Ack => None,
+                    }
                 },
-            );
-            let reply = futures_lite::future::or(async { rx.await.ok().flatten() }, async {
-                glommio::timer::sleep(Duration::from_secs(5)).await;
-                None
-            })
+                async {
+                    glommio::timer::sleep(Duration::from_secs(5)).await;
+                    None
+                },
+            )
             .await;
             reply.map(|b| *b)
         }
@@ -169,9 +174,8 @@ pub async fn establish(shard: &Rc<Shard>, connect: &Connect) -> Option<Accepted>
     session.expiry_secs = expiry;
     session.will = connect.will.clone();
     session.session_identifier = format!("{:016x}", key.0.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    for ack in shard.install_session(key, session) {
-        let _ = ack.await;
-    }
+    let acks = shard.install_session(key, session);
+    shard.await_acks(acks).await;
 
     let keep_alive = effective_keep_alive(connect.keep_alive, config);
     let mut properties = ConnAckProperties::default();

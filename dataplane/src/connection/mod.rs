@@ -343,6 +343,9 @@ impl Connection {
                 }
             }
             self.shard.backpressure().await;
+            // A client that keeps the socket full would otherwise never let this task
+            // return Pending, starving every other connection of the shard.
+            futures_lite::future::yield_now().await;
             if let Some(kill) = self.conn.killed() {
                 return End::Killed(kill);
             }

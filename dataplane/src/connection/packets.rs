@@ -251,9 +251,7 @@ impl Connection {
             publisher: self.client_id.0.clone(),
         });
         let acks = self.shard.route(message);
-        for ack in acks {
-            let _ = ack.await;
-        }
+        self.shard.await_acks(acks).await;
         match (p.qos, p.packet_id) {
             (QoS::AtLeastOnce, Some(id)) => {
                 self.conn.send(&Packet::PubAck(PubResponse::success(id)));
@@ -351,9 +349,7 @@ impl Connection {
                 ));
             }
         }
-        for ack in acks {
-            let _ = ack.await;
-        }
+        self.shard.await_acks(acks).await;
         self.conn.send(&Packet::SubAck(SubAck {
             packet_id: s.packet_id,
             properties: AckProperties::default(),

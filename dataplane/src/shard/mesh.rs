@@ -3,12 +3,11 @@
 //! sender task per peer drains the shard's outbox, so a burst of publishes costs one channel
 //! push and one wake-up per peer, not one per message.
 
-use futures::channel::oneshot;
 use iotcore_core::topic::{ShareGroup, TopicFilter};
 
+use super::replies::{Reply, ReplyId, ReplyTo};
 use crate::ids::{ClientId, ShardId};
 use crate::message::SharedMessage;
-use crate::session::Session;
 
 pub enum ShardMsg {
     /// Deliver to the receiving shard's matching subscribers: to every ordinary subscription
@@ -24,22 +23,24 @@ pub enum ShardMsg {
         filter: TopicFilter,
         group: Option<ShareGroup>,
         add: bool,
-        ack: Option<oneshot::Sender<()>>,
+        ack: Option<ReplyTo>,
     },
     /// Set (`Some`) or clear (`None`) the retained message of a topic: every shard keeps a
     /// replica so a subscribe is answered locally.
     Retained {
         topic: bytestring::ByteString,
         message: Option<SharedMessage>,
-        ack: Option<oneshot::Sender<()>>,
+        ack: Option<ReplyTo>,
     },
     /// A new connection for `client_id` was accepted elsewhere: close the current one and
     /// hand the session over (or `None` if this shard no longer has it).
     TakeSession {
         client_id: ClientId,
         clean_start: bool,
-        reply: oneshot::Sender<Option<Box<Session>>>,
+        reply: ReplyTo,
     },
+    /// The answer to a request this shard made.
+    Reply { id: ReplyId, reply: Reply },
 }
 
 pub type Batch = Vec<ShardMsg>;

@@ -4,6 +4,7 @@
 //! reached only through [`mesh`] messages.
 
 pub mod mesh;
+pub mod replies;
 mod router;
 mod sessions;
 
@@ -25,6 +26,7 @@ use crate::metrics::{bump, Gauges, Metrics, Snapshot};
 use crate::notify::Notify;
 use crate::session::Session;
 use mesh::{Batch, ShardMsg};
+use replies::{Replies, Reply, ReplyId, ReplyTo};
 
 /// A session held by this shard, with its connection while it has one.
 pub struct SessionSlot {
@@ -80,6 +82,7 @@ pub struct Shard {
     outbox: Vec<RefCell<Batch>>,
     outbox_wake: Vec<Notify>,
     pub metrics: Metrics,
+    pub replies: Replies,
     pub shutting_down: Cell<bool>,
     /// Live connection tasks, so shutdown can wait for them to say goodbye.
     pub live_connections: Cell<usize>,
@@ -117,6 +120,7 @@ impl Shard {
             outbox: (0..shard_count).map(|_| RefCell::new(Vec::new())).collect(),
             outbox_wake: (0..shard_count).map(|_| Notify::default()).collect(),
             metrics: Metrics::default(),
+            replies: Replies::default(),
             shutting_down: Cell::new(false),
             live_connections: Cell::new(0),
             connections: RefCell::new(HashMap::new()),
@@ -205,14 +209,16 @@ impl Shard {
                 add,
                 ack,
             } => {
-                let mut st = self.state.borrow_mut();
-                if add {
-                    st.interest.insert(&filter, (from, group), filter.clone());
-                } else {
-                    st.interest.remove(&filter, &(from, group));
+                {
+                    let mut st = self.state.borrow_mut();
+                    if add {
+                        st.interest.insert(&filter, (from, group), filter.clone());
+                    } else {
+                        st.interest.remove(&filter, &(from, group));
+                    }
                 }
-                if let Some(ack) = ack {
-                    let _ = ack.send(());
+                if let Some(to) = ack {
+                    self.reply(to, Reply::Ack);
                 }
             }
             ShardMsg::Retained {
@@ -221,8 +227,8 @@ impl Shard {
                 ack,
             } => {
                 self.apply_retained(&topic, message);
-                if let Some(ack) = ack {
-                    let _ = ack.send(());
+                if let Some(to) = ack {
+                    self.reply(to, Reply::Ack);
                 }
             }
             ShardMsg::TakeSession {
@@ -231,8 +237,27 @@ impl Shard {
                 reply,
             } => {
                 let session = self.surrender_session(&client_id, clean_start);
-                let _ = reply.send(session);
+                self.reply(reply, Reply::Session(session));
             }
+            ShardMsg::Reply { id, reply } => self.replies.complete(id, reply),
+        }
+    }
+
+    fn reply(&self, to: ReplyTo, reply: Reply) {
+        self.post_to(to.shard, ShardMsg::Reply { id: to.id, reply });
+    }
+
+    /// A request to a peer whose answer will be awaited.
+    pub fn request(&self, to: ShardId, make: impl FnOnce(ReplyTo) -> ShardMsg) -> ReplyId {
+        let id = self.replies.register();
+        self.post_to(to, make(ReplyTo { shard: self.id, id }));
+        id
+    }
+
+    /// Waits for acknowledgements from peers.
+    pub async fn await_acks(&self, acks: Vec<ReplyId>) {
+        for id in acks {
+            self.replies.wait(id).await;
         }
     }
 

@@ -5,11 +5,11 @@
 use std::rc::Rc;
 use std::time::Instant;
 
-use futures::channel::oneshot;
 use iotcore_core::mqtt::QoS;
 use iotcore_core::topic::{ShareGroup, TopicFilter};
 
 use super::mesh::ShardMsg;
+use super::replies::ReplyId;
 use super::{Match, Shard, ShardState};
 use crate::ids::{SessionKey, ShardId};
 use crate::message::{Delivery, SharedMessage};
@@ -19,22 +19,17 @@ impl Shard {
     /// Routes a message to every matching subscriber on every shard, and stores it if it is
     /// retained. Returns acknowledgements to await before telling the publisher it is done
     /// (only retained changes have any: a subscriber elsewhere must see them at once).
-    pub fn route(self: &Rc<Self>, message: SharedMessage) -> Vec<oneshot::Receiver<()>> {
+    pub fn route(self: &Rc<Self>, message: SharedMessage) -> Vec<ReplyId> {
         let mut acks = Vec::new();
         if message.retain {
             let stored = (!message.payload.is_empty()).then(|| message.clone());
             self.apply_retained(&message.topic, stored.clone());
-            for peer in self.peers() {
-                let (tx, rx) = oneshot::channel();
-                acks.push(rx);
-                self.post_to(
-                    peer,
-                    ShardMsg::Retained {
-                        topic: message.topic.clone(),
-                        message: stored.clone(),
-                        ack: Some(tx),
-                    },
-                );
+            for peer in self.peers().collect::<Vec<_>>() {
+                acks.push(self.request(peer, |to| ShardMsg::Retained {
+                    topic: message.topic.clone(),
+                    message: stored.clone(),
+                    ack: Some(to),
+                }));
             }
         }
 

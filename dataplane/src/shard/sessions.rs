@@ -3,10 +3,10 @@
 
 use std::rc::Rc;
 
-use futures::channel::oneshot;
 use iotcore_core::topic::{ShareGroup, TopicFilter};
 
 use super::mesh::ShardMsg;
+use super::replies::ReplyId;
 use super::{LocalSub, SessionSlot, Shard, ShardState};
 use crate::connection::handle::Kill;
 use crate::ids::{ClientId, SessionKey};
@@ -16,7 +16,7 @@ use crate::session::{Session, SubscriptionRecord};
 impl Shard {
     /// Puts a session on this shard, re-creating the trie entries of its subscriptions
     /// (a session moved from another shard brings only its records). Returns interest acks.
-    pub fn install_session(&self, key: SessionKey, session: Session) -> Vec<oneshot::Receiver<()>> {
+    pub fn install_session(&self, key: SessionKey, session: Session) -> Vec<ReplyId> {
         let mut acks = Vec::new();
         let mut st = self.state.borrow_mut();
         for record in session.subscriptions.values() {
@@ -36,11 +36,7 @@ impl Shard {
     /// Adds or replaces one subscription of a session. Returns whether it existed before,
     /// and interest acks to await before the SUBACK (so a publisher on another shard that
     /// hears of the SUBACK cannot outrun the interest update).
-    pub fn subscribe(
-        &self,
-        key: SessionKey,
-        record: SubscriptionRecord,
-    ) -> (bool, Vec<oneshot::Receiver<()>>) {
+    pub fn subscribe(&self, key: SessionKey, record: SubscriptionRecord) -> (bool, Vec<ReplyId>) {
         let mut st = self.state.borrow_mut();
         let full = record.filter.full();
         let existed = st
@@ -135,7 +131,7 @@ impl Shard {
         st: &mut ShardState,
         key: SessionKey,
         record: &SubscriptionRecord,
-    ) -> Vec<oneshot::Receiver<()>> {
+    ) -> Vec<ReplyId> {
         let sub = LocalSub {
             filter: record.filter.filter.clone(),
             options: record.options,
@@ -189,7 +185,7 @@ impl Shard {
         st: &mut ShardState,
         group: Option<ShareGroup>,
         filter: TopicFilter,
-    ) -> Vec<oneshot::Receiver<()>> {
+    ) -> Vec<ReplyId> {
         let count = st
             .local_interest
             .entry((group.clone(), filter.clone()))
@@ -200,22 +196,19 @@ impl Shard {
         }
         st.interest
             .insert(&filter, (self.id, group.clone()), filter.clone());
-        let mut acks = Vec::new();
-        for peer in self.peers() {
-            let (tx, rx) = oneshot::channel();
-            acks.push(rx);
-            self.post_to(
-                peer,
-                ShardMsg::Interest {
+        let peers: Vec<_> = self.peers().collect();
+        peers
+            .into_iter()
+            .map(|peer| {
+                self.request(peer, |to| ShardMsg::Interest {
                     from: self.id,
                     filter: filter.clone(),
                     group: group.clone(),
                     add: true,
-                    ack: Some(tx),
-                },
-            );
-        }
-        acks
+                    ack: Some(to),
+                })
+            })
+            .collect()
     }
 
     fn interest_down(&self, st: &mut ShardState, group: Option<ShareGroup>, filter: TopicFilter) {
