@@ -174,7 +174,7 @@ async fn run_shard(
     let housekeeping = async {
         let mut tick = 0u32;
         while !life.stop.load(Ordering::Acquire) {
-            if tick % METRICS_EVERY == 0 {
+            if tick.is_multiple_of(METRICS_EVERY) {
                 shard.publish_metrics(&snapshot);
             }
             tick = tick.wrapping_add(1);
