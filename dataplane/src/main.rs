@@ -15,6 +15,7 @@ mod notify;
 mod server;
 mod session;
 mod shard;
+mod ticker;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -58,6 +59,10 @@ fn main() -> ExitCode {
         }
     }
 
+    if let Err(e) = server::block_stop_signals() {
+        eprintln!("error: {e:#}");
+        return ExitCode::FAILURE;
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
@@ -75,11 +80,27 @@ fn main() -> ExitCode {
         },
         None => config::Config::default(),
     };
-    match server::run(config) {
-        Ok(()) => ExitCode::SUCCESS,
+    let code = match server::run(config) {
+        Ok(()) => 0,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            1
         }
+    };
+    exit_now(code)
+}
+
+/// Ends the process without running exit handlers. The shard threads are still alive (they
+/// are parked, see server.rs), and letting `exit` tear down process-wide state under them
+/// crashed now and then; there is nothing left to flush but stderr.
+fn exit_now(code: i32) -> ! {
+    use std::io::Write;
+    let _ = std::io::stderr().flush();
+    let _ = std::io::stdout().flush();
+    // SAFETY: `_exit` takes no pointers and never returns; skipping atexit handlers is the
+    // point.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::_exit(code)
     }
 }

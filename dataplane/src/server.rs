@@ -5,14 +5,17 @@
 //! that it is done, and parks; the main thread then exits the process. Dropping a glommio
 //! executor with I/O in flight is a path we have no need to exercise.
 
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use futures_lite::AsyncReadExt;
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
+use nix::sys::signal::{SigSet, Signal};
 
 use crate::admin;
 use crate::config::Config;
@@ -22,8 +25,10 @@ use crate::directory::Directory;
 use crate::ids::ShardId;
 use crate::listener;
 use crate::metrics::Snapshot;
+use crate::notify::Notify;
 use crate::shard::mesh::Batch;
 use crate::shard::Shard;
+use crate::ticker;
 
 /// Batches in flight per ordered pair of shards before a sender waits.
 const MESH_CHANNEL_BATCHES: usize = 1024;
@@ -32,9 +37,10 @@ const MAX_SHARDS: usize = 64;
 const PREEMPT_TIMER: Duration = Duration::from_millis(1);
 /// How long shutdown waits for connections to say goodbye.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
-/// How often each shard looks at the stop flag and copies its counters for the admin thread.
+/// How often the main thread looks at the stop flag.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(50);
-const METRICS_EVERY: u32 = 5;
+/// How often each shard copies its counters for the admin thread.
+const METRICS_INTERVAL: Duration = Duration::from_millis(250);
 
 /// What the main thread and the shards share about the process's life.
 #[derive(Default)]
@@ -44,6 +50,24 @@ struct Lifecycle {
     /// Shards that finished their shutdown (or failed).
     done: AtomicUsize,
     failure: Mutex<Option<String>>,
+}
+
+/// SIGINT and SIGTERM, the signals that stop the server.
+fn stop_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGINT);
+    set.add(Signal::SIGTERM);
+    set
+}
+
+/// Blocks the stop signals in the calling thread and every thread it starts afterwards; one
+/// thread then takes them with `sigwait`. No signal handler ever runs, so no shard's
+/// `io_uring_enter` is ever interrupted by one (glommio does not expect that). Call before
+/// any other thread exists.
+pub fn block_stop_signals() -> anyhow::Result<()> {
+    stop_signals()
+        .thread_block()
+        .context("cannot block SIGINT and SIGTERM")
 }
 
 pub fn run(config: Config) -> anyhow::Result<()> {
@@ -59,20 +83,17 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let directory = Arc::new(Directory::default());
     let mesh: MeshBuilder<Batch, _> = MeshBuilder::full(shards, MESH_CHANNEL_BATCHES);
     let life = Arc::new(Lifecycle::default());
+    let ticker = ticker::start()?;
 
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-    ])
-    .context("cannot install signal handlers")?;
     let signal_life = life.clone();
     std::thread::Builder::new()
         .name("iotcore-signals".into())
-        .spawn(move || {
-            if let Some(sig) = signals.forever().next() {
-                tracing::info!(signal = sig, "shutting down");
+        .spawn(move || match stop_signals().wait() {
+            Ok(sig) => {
+                tracing::info!(signal = %sig, "shutting down");
                 signal_life.stop.store(true, Ordering::Release);
             }
+            Err(e) => tracing::error!(error = %e, "waiting for signals failed"),
         })
         .context("cannot start the signal thread")?;
 
@@ -96,7 +117,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 // in a spawned task instead.
                 let body = glommio::spawn_local({
                     let life = life.clone();
-                    async move { run_shard(config, directory, mesh, snapshots, &life, shards).await }
+                    async move {
+                        run_shard(config, directory, mesh, snapshots, ticker, &life, shards).await
+                    }
                 });
                 if let Err(e) = body.await {
                     tracing::error!(error = %e, "shard failed");
@@ -140,9 +163,30 @@ async fn run_shard(
     directory: Arc<Directory>,
     mesh: MeshBuilder<Batch, glommio::channels::channel_mesh::Full>,
     snapshots: Vec<Arc<Snapshot>>,
+    ticker: SocketAddr,
     life: &Lifecycle,
     shards: usize,
 ) -> anyhow::Result<()> {
+    // The heartbeat first: it keeps this shard waking up even while the mesh handshake
+    // waits on a peer (a wake-up glommio may lose, see ticker.rs).
+    let tick = Rc::new(Notify::default());
+    let mut heartbeat = glommio::net::TcpStream::connect(ticker)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot connect to the ticker: {e}"))?;
+    glommio::spawn_local({
+        let tick = tick.clone();
+        async move {
+            let mut bytes = [0u8; 64];
+            loop {
+                match heartbeat.read(&mut bytes).await {
+                    Ok(0) | Err(_) => glommio::timer::sleep(ticker::TICK).await,
+                    Ok(_) => {}
+                }
+                tick.notify();
+            }
+        }
+    })
+    .detach();
     let (senders, receivers) = mesh
         .join()
         .await
@@ -169,22 +213,25 @@ async fn run_shard(
             }
         }
     };
-    // The stop flag is polled rather than signalled: a wake-up from the signal thread would
-    // be a foreign wake of a glommio task (see shard/replies.rs).
+    // Driven by the heartbeat rather than a glommio timer (see ticker.rs); the stop flag is
+    // polled rather than signalled, since a wake-up from the signal thread would be a
+    // foreign wake of a glommio task (see shard/replies.rs).
     let housekeeping = async {
-        let mut tick = 0u32;
+        let mut last_metrics = Instant::now();
         while !life.stop.load(Ordering::Acquire) {
-            if tick.is_multiple_of(METRICS_EVERY) {
+            if last_metrics.elapsed() >= METRICS_INTERVAL {
                 shard.publish_metrics(&snapshot);
+                last_metrics = Instant::now();
             }
-            tick = tick.wrapping_add(1);
-            glommio::timer::sleep(HOUSEKEEPING_INTERVAL).await;
+            tick.notified().await;
         }
     };
     futures_lite::future::or(accept, housekeeping).await;
+    tracing::debug!(shard = id.0, "stopping");
     drop(listener);
     shutdown(&shard).await;
     shard.publish_metrics(&snapshot);
+    tracing::debug!(shard = id.0, "stopped");
     Ok(())
 }
 
