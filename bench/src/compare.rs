@@ -442,8 +442,9 @@ fn run_one(k: Kind, bin: &Path, settings: &mut Settings, base: &Params, prefix: 
     result
 }
 
-/// The workspace's commit, with "+dirty" when core/ or dataplane/ have uncommitted changes
-/// (the iotcore binary measured may then include them).
+/// The workspace's commit, with "+dirty" when what iotcore is built from (core/, dataplane/,
+/// vendor/, the root Cargo.toml and Cargo.lock) has uncommitted changes: the binary measured
+/// may then include them.
 fn workspace_commit() -> Option<String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent()?;
     let git = |args: &[&str]| -> Option<String> {
@@ -458,7 +459,16 @@ fn workspace_commit() -> Option<String> {
             .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
     };
     let head = git(&["rev-parse", "--short", "HEAD"])?;
-    let dirty =
-        git(&["status", "--porcelain", "--", "core", "dataplane"]).is_some_and(|s| !s.is_empty());
+    let dirty = git(&[
+        "status",
+        "--porcelain",
+        "--",
+        "core",
+        "dataplane",
+        "vendor",
+        "Cargo.toml",
+        "Cargo.lock",
+    ])
+    .is_some_and(|s| !s.is_empty());
     Some(if dirty { format!("{head}+dirty") } else { head })
 }
