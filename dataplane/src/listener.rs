@@ -30,9 +30,25 @@ pub fn bind(addr: SocketAddr) -> io::Result<glommio::net::TcpListener> {
 
 /// Checks, before any shard starts, that no other program listens on `addr`: a plain bind
 /// without SO_REUSEPORT fails against a live listener, yet passes over TIME_WAIT remains.
+///
+/// A server that was just stopped may hold its listening sockets for a moment after its
+/// process is gone (the kernel closes files held by io_uring requests asynchronously), so a
+/// refusal is retried for a few seconds before it is reported.
 pub fn check_free(addr: SocketAddr) -> io::Result<()> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    socket.bind(&addr.into())?;
-    Ok(())
+    let mut attempts = 0;
+    loop {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        match socket.bind(&addr.into()) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse && attempts < BIND_RETRIES => {
+                attempts += 1;
+                std::thread::sleep(BIND_RETRY_DELAY);
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
+
+const BIND_RETRIES: u32 = 30;
+const BIND_RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(100);

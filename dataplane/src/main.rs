@@ -15,7 +15,6 @@ mod notify;
 mod server;
 mod session;
 mod shard;
-mod ticker;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

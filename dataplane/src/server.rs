@@ -5,14 +5,12 @@
 //! that it is done, and parks; the main thread then exits the process. Dropping a glommio
 //! executor with I/O in flight is a path we have no need to exercise.
 
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use futures_lite::AsyncReadExt;
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
 use nix::sys::signal::{SigSet, Signal};
@@ -25,19 +23,17 @@ use crate::directory::Directory;
 use crate::ids::ShardId;
 use crate::listener;
 use crate::metrics::Snapshot;
-use crate::notify::Notify;
 use crate::shard::mesh::Batch;
 use crate::shard::Shard;
-use crate::ticker;
 
 /// Batches in flight per ordered pair of shards before a sender waits.
-const MESH_CHANNEL_BATCHES: usize = 1024;
+const MESH_CHANNEL_BATCHES: usize = 64;
 /// The interest table keeps shard sets as a 64-bit mask.
 const MAX_SHARDS: usize = 64;
 const PREEMPT_TIMER: Duration = Duration::from_millis(1);
 /// How long shutdown waits for connections to say goodbye.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
-/// How often the main thread looks at the stop flag.
+/// How often the main thread and each shard look at the stop flag.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(50);
 /// How often each shard copies its counters for the admin thread.
 const METRICS_INTERVAL: Duration = Duration::from_millis(250);
@@ -83,7 +79,6 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let directory = Arc::new(Directory::default());
     let mesh: MeshBuilder<Batch, _> = MeshBuilder::full(shards, MESH_CHANNEL_BATCHES);
     let life = Arc::new(Lifecycle::default());
-    let ticker = ticker::start()?;
 
     let signal_life = life.clone();
     std::thread::Builder::new()
@@ -118,7 +113,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 let body = glommio::spawn_local({
                     let life = life.clone();
                     async move {
-                        run_shard(config, directory, mesh, snapshots, ticker, &life, shards).await
+                        run_shard(config, directory, mesh, snapshots, &life, shards).await
                     }
                 });
                 if let Err(e) = body.await {
@@ -163,30 +158,10 @@ async fn run_shard(
     directory: Arc<Directory>,
     mesh: MeshBuilder<Batch, glommio::channels::channel_mesh::Full>,
     snapshots: Vec<Arc<Snapshot>>,
-    ticker: SocketAddr,
     life: &Lifecycle,
     shards: usize,
 ) -> anyhow::Result<()> {
-    // The heartbeat first: it keeps this shard waking up even while the mesh handshake
-    // waits on a peer (a wake-up glommio may lose, see ticker.rs).
-    let tick = Rc::new(Notify::default());
-    let mut heartbeat = glommio::net::TcpStream::connect(ticker)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot connect to the ticker: {e}"))?;
-    glommio::spawn_local({
-        let tick = tick.clone();
-        async move {
-            let mut bytes = [0u8; 64];
-            loop {
-                match heartbeat.read(&mut bytes).await {
-                    Ok(0) | Err(_) => glommio::timer::sleep(ticker::TICK).await,
-                    Ok(_) => {}
-                }
-                tick.notify();
-            }
-        }
-    })
-    .detach();
+    tracing::debug!("shard starting; joining the mesh");
     let (senders, receivers) = mesh
         .join()
         .await
@@ -213,9 +188,8 @@ async fn run_shard(
             }
         }
     };
-    // Driven by the heartbeat rather than a glommio timer (see ticker.rs); the stop flag is
-    // polled rather than signalled, since a wake-up from the signal thread would be a
-    // foreign wake of a glommio task (see shard/replies.rs).
+    // The stop flag is polled rather than signalled: a wake-up from the signal thread would
+    // be a foreign wake of a glommio task (see shard/replies.rs).
     let housekeeping = async {
         let mut last_metrics = Instant::now();
         while !life.stop.load(Ordering::Acquire) {
@@ -223,7 +197,7 @@ async fn run_shard(
                 shard.publish_metrics(&snapshot);
                 last_metrics = Instant::now();
             }
-            tick.notified().await;
+            glommio::timer::sleep(HOUSEKEEPING_INTERVAL).await;
         }
     };
     futures_lite::future::or(accept, housekeeping).await;

@@ -92,6 +92,8 @@ pub struct Shard {
 
 /// Beyond this many messages waiting for one peer, publishers wait (backpressure).
 const OUTBOX_HIGH_WATER: usize = 4096;
+/// Most messages in one mesh batch.
+const MAX_BATCH: usize = 256;
 
 impl Shard {
     pub fn new(
@@ -143,7 +145,7 @@ impl Shard {
             let senders = senders.clone();
             glommio::spawn_local(async move {
                 loop {
-                    let batch = std::mem::take(&mut *shard.outbox[peer].borrow_mut());
+                    let batch = shard.take_batch(peer);
                     if batch.is_empty() {
                         shard.outbox_wake[peer].notified().await;
                         continue;
@@ -178,6 +180,17 @@ impl Shard {
     pub fn post_to(&self, to: ShardId, msg: ShardMsg) {
         self.outbox[to.0].borrow_mut().push(msg);
         self.outbox_wake[to.0].notify();
+    }
+
+    /// Up to `MAX_BATCH` messages from the front of a peer's outbox: batches stay small
+    /// enough that the bounded mesh channel bounds memory too.
+    fn take_batch(&self, peer: usize) -> Batch {
+        let mut outbox = self.outbox[peer].borrow_mut();
+        if outbox.len() <= MAX_BATCH {
+            std::mem::take(&mut *outbox)
+        } else {
+            outbox.drain(..MAX_BATCH).collect()
+        }
     }
 
     /// Waits while any peer's outbox is over its high-water mark, so a fast publisher cannot
