@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
 use nix::sys::signal::{SigSet, Signal};
 
@@ -23,7 +22,7 @@ use crate::directory::Directory;
 use crate::ids::ShardId;
 use crate::listener;
 use crate::metrics::Snapshot;
-use crate::shard::mesh::Batch;
+use crate::shard::links::Links;
 use crate::shard::Shard;
 
 /// Batches in flight per ordered pair of shards before a sender waits.
@@ -77,7 +76,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     }
     let config = Arc::new(config);
     let directory = Arc::new(Directory::default());
-    let mesh: MeshBuilder<Batch, _> = MeshBuilder::full(shards, MESH_CHANNEL_BATCHES);
+    let links = Arc::new(Links::new(shards, MESH_CHANNEL_BATCHES));
+    let next_index = Arc::new(AtomicUsize::new(0));
     let life = Arc::new(Lifecycle::default());
 
     let signal_life = life.clone();
@@ -103,7 +103,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .on_all_shards(move || {
             let config = config.clone();
             let directory = directory.clone();
-            let mesh = mesh.clone();
+            let links = links.clone();
+            let index = next_index.fetch_add(1, Ordering::AcqRel);
             let snapshots = snapshots.clone();
             let life = shard_life.clone();
             async move {
@@ -113,7 +114,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 let body = glommio::spawn_local({
                     let life = life.clone();
                     async move {
-                        run_shard(config, directory, mesh, snapshots, &life, shards).await
+                        run_shard(config, directory, &links, index, snapshots, &life, shards).await
                     }
                 });
                 if let Err(e) = body.await {
@@ -156,19 +157,19 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 async fn run_shard(
     config: Arc<Config>,
     directory: Arc<Directory>,
-    mesh: MeshBuilder<Batch, glommio::channels::channel_mesh::Full>,
+    links: &Links,
+    index: usize,
     snapshots: Vec<Arc<Snapshot>>,
     life: &Lifecycle,
     shards: usize,
 ) -> anyhow::Result<()> {
-    tracing::debug!("shard starting; joining the mesh");
-    let (senders, receivers) = mesh
-        .join()
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot join the shard mesh: {e}"))?;
-    let id = ShardId(senders.peer_id());
+    let id = ShardId(index);
+    tracing::debug!(shard = id.0, "shard starting");
+    let shard_links = links
+        .take(index)
+        .context("no channels for this shard index")?;
     let shard = Shard::new(id, shards, config.clone(), directory);
-    shard.start_mesh(senders, receivers);
+    shard.start_mesh(shard_links);
     let listener = listener::bind(config.mqtt.bind)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.mqtt.bind))?;
     tracing::debug!(shard = id.0, "listening");

@@ -3,6 +3,7 @@
 //! the retained messages. Nothing here is shared with another thread; other shards are
 //! reached only through [`mesh`] messages.
 
+pub mod links;
 pub mod mesh;
 pub mod replies;
 mod router;
@@ -13,7 +14,6 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use glommio::channels::channel_mesh::Senders;
 use iotcore_core::mqtt::SubscriptionOptions;
 use iotcore_core::topic::{RetainedTree, ShareGroup, SubscriptionTrie, TopicFilter};
 
@@ -25,6 +25,7 @@ use crate::message::SharedMessage;
 use crate::metrics::{bump, Gauges, Metrics, Snapshot};
 use crate::notify::Notify;
 use crate::session::Session;
+use links::ShardLinks;
 use mesh::{Batch, ShardMsg};
 use replies::{Replies, Reply, ReplyId, ReplyTo};
 
@@ -130,20 +131,29 @@ impl Shard {
         })
     }
 
-    /// Starts one sender task per peer and one receiver task per peer.
-    pub fn start_mesh(
-        self: &Rc<Self>,
-        senders: Senders<Batch>,
-        mut receivers: glommio::channels::channel_mesh::Receivers<Batch>,
-    ) {
-        let senders = Rc::new(senders);
-        for peer in 0..self.shard_count {
-            if peer == self.id.0 {
-                continue;
-            }
+    /// Connects this shard's channels and starts one sender task and one receiver task per
+    /// peer. Receivers connect in their own tasks, so two shards connecting to each other
+    /// never wait on one another.
+    pub fn start_mesh(self: &Rc<Self>, links: ShardLinks) {
+        for (_peer, receiver) in links.receivers {
             let shard = self.clone();
-            let senders = senders.clone();
             glommio::spawn_local(async move {
+                let receiver = receiver.connect().await;
+                while let Some(batch) = receiver.recv().await {
+                    bump(&shard.metrics.mesh_batches_in_total, 1);
+                    bump(&shard.metrics.mesh_messages_in_total, batch.len() as u64);
+                    for msg in batch {
+                        shard.handle_mesh(msg);
+                    }
+                }
+            })
+            .detach();
+        }
+        for (peer, sender) in links.senders.into_iter().enumerate() {
+            let Some(sender) = sender else { continue };
+            let shard = self.clone();
+            glommio::spawn_local(async move {
+                let sender = sender.connect().await;
                 loop {
                     let batch = shard.take_batch(peer);
                     if batch.is_empty() {
@@ -151,24 +161,9 @@ impl Shard {
                         continue;
                     }
                     bump(&shard.metrics.mesh_batches_out_total, 1);
-                    if senders.send_to(peer, batch).await.is_err() {
+                    if sender.send(batch).await.is_err() {
                         // The peer is gone: the process is shutting down.
                         return;
-                    }
-                }
-            })
-            .detach();
-        }
-        for (_peer, stream) in receivers.streams() {
-            let shard = self.clone();
-            glommio::spawn_local(async move {
-                use futures_lite::StreamExt;
-                let mut stream = stream;
-                while let Some(batch) = stream.next().await {
-                    bump(&shard.metrics.mesh_batches_in_total, 1);
-                    bump(&shard.metrics.mesh_messages_in_total, batch.len() as u64);
-                    for msg in batch {
-                        shard.handle_mesh(msg);
                     }
                 }
             })
