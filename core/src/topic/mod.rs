@@ -15,6 +15,8 @@
 //!
 //! Nothing here does I/O or needs a runtime; nothing here panics on bad input.
 
+#[macro_use]
+mod str_newtype;
 mod error;
 mod filter;
 mod matching;
