@@ -45,37 +45,6 @@ impl TopicFilter {
         Ok(Self(s))
     }
 
-    /// Validates a string literal without copying it. Returns a `Result` rather than panicking
-    /// so a bad literal cannot crash the broker.
-    pub fn from_static(s: &'static str) -> Result<Self, TopicError> {
-        Self::new(ByteString::from_static(s))
-    }
-
-    /// The filter as a string slice.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The underlying `ByteString` (clone it to share the buffer).
-    pub fn as_bytestring(&self) -> &ByteString {
-        &self.0
-    }
-
-    /// Unwraps into the underlying `ByteString`.
-    pub fn into_bytestring(self) -> ByteString {
-        self.0
-    }
-
-    /// The `/`-separated levels, lazily; empty levels are kept.
-    pub fn levels(&self) -> impl Iterator<Item = &str> + '_ {
-        self.0.split('/')
-    }
-
-    /// The number of levels (always at least one).
-    pub fn level_count(&self) -> usize {
-        count_levels(&self.0)
-    }
-
     /// Whether the filter contains `+` or `#`, i.e. can match more than one topic name.
     pub fn has_wildcards(&self) -> bool {
         self.0.bytes().any(|b| b == b'+' || b == b'#')

@@ -52,39 +52,6 @@ impl TopicName {
         Ok(Self(s))
     }
 
-    /// Validates a string literal without copying it (the `ByteString` points at the static).
-    ///
-    /// Returns a `Result` rather than panicking: a typo in a literal should be a handled error,
-    /// not a broker crash.
-    pub fn from_static(s: &'static str) -> Result<Self, TopicError> {
-        Self::new(ByteString::from_static(s))
-    }
-
-    /// The topic as a string slice.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The underlying `ByteString` (clone it to share the buffer).
-    pub fn as_bytestring(&self) -> &ByteString {
-        &self.0
-    }
-
-    /// Unwraps into the underlying `ByteString`.
-    pub fn into_bytestring(self) -> ByteString {
-        self.0
-    }
-
-    /// The `/`-separated levels, lazily; empty levels are kept (`a//b` yields `a`, ``, `b`).
-    pub fn levels(&self) -> impl Iterator<Item = &str> + '_ {
-        self.0.split('/')
-    }
-
-    /// The number of levels (always at least one).
-    pub fn level_count(&self) -> usize {
-        count_levels(&self.0)
-    }
-
     /// Whether the topic starts with `$` (such as `$SYS/...`): these are not matched by filters
     /// that start with a wildcard ([MQTT-4.7.2-1]) and are usually server-only.
     pub fn is_reserved(&self) -> bool {

@@ -3,6 +3,39 @@
 
 macro_rules! str_newtype_impls {
     ($t:ident) => {
+        impl $t {
+            /// Validates a string literal without copying it (the `ByteString` points at the
+            /// static). Returns a `Result` rather than panicking: a typo in a literal should be
+            /// a handled error, not a broker crash.
+            pub fn from_static(s: &'static str) -> Result<Self, TopicError> {
+                Self::new(ByteString::from_static(s))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+
+            /// The underlying `ByteString` (clone it to share the buffer).
+            pub fn as_bytestring(&self) -> &ByteString {
+                &self.0
+            }
+
+            pub fn into_bytestring(self) -> ByteString {
+                self.0
+            }
+
+            /// The `/`-separated levels, lazily; empty levels are kept (`a//b` yields `a`,
+            /// ``, `b`).
+            pub fn levels(&self) -> impl Iterator<Item = &str> + '_ {
+                self.0.split('/')
+            }
+
+            /// The number of levels (always at least one).
+            pub fn level_count(&self) -> usize {
+                count_levels(&self.0)
+            }
+        }
+
         impl fmt::Display for $t {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(&self.0)

@@ -126,29 +126,23 @@ impl Shard {
         let _ = self.route(message);
     }
 
+    /// A new subscription: into the tries, and into the interest table if its filter is new
+    /// to this shard.
     fn add_to_tries(
         &self,
         st: &mut ShardState,
         key: SessionKey,
         record: &SubscriptionRecord,
     ) -> Vec<ReplyId> {
-        let sub = LocalSub {
-            filter: record.filter.filter.clone(),
-            options: record.options,
-            id: record.id,
-        };
-        let filter = record.filter.filter.clone();
-        match &record.filter.share_group {
-            None => {
-                st.subs.insert(&filter, key, sub);
-            }
-            Some(group) => {
-                st.shared_subs.insert(&filter, (group.clone(), key), sub);
-            }
-        }
-        self.interest_up(st, record.filter.share_group.clone(), filter)
+        self.replace_in_tries(st, key, record);
+        self.interest_up(
+            st,
+            record.filter.share_group.clone(),
+            record.filter.filter.clone(),
+        )
     }
 
+    /// Inserts (or overwrites) the trie entry of a subscription; the interest is unchanged.
     fn replace_in_tries(&self, st: &mut ShardState, key: SessionKey, record: &SubscriptionRecord) {
         let sub = LocalSub {
             filter: record.filter.filter.clone(),
