@@ -10,7 +10,13 @@
 //!   that maps a topic to its subscribers, and the retained-message tree.
 //! - [`session`]: the per-client QoS 1/2 state machines: the outbound in-flight window with
 //!   the queue behind it, and inbound QoS 2 tracking.
+//! - [`shadow`]: the AWS IoT device shadow document algebra: merge, delta, metadata, versions,
+//!   limits, and the request/response documents, as pure functions.
+//! - [`log`]: the append-only, checksummed, memory-mapped log with group commit, recovery,
+//!   snapshots and compaction, used by every durable part of iotcore.
 
+pub mod log;
 pub mod mqtt;
 pub mod session;
+pub mod shadow;
 pub mod topic;

@@ -1,0 +1,1 @@
+//! The append-only, checksummed, memory-mapped log (being built).

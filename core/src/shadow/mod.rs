@@ -1,0 +1,1 @@
+//! The AWS IoT device shadow document algebra (being built).
