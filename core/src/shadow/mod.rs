@@ -34,6 +34,8 @@ mod request;
 mod response;
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
 
 pub use delta::delta;
