@@ -17,7 +17,7 @@
 //! - [`error`]: `Rejection`, with AWS's codes and message texts.
 //! - `request`: parsing and validating request payloads.
 //! - `merge`: applying an update's state (null deletes, objects merge, arrays replace).
-//! - [`delta`]: the desired-vs-reported difference.
+//! - [`mod@delta`]: the desired-vs-reported difference.
 //! - `metadata`: per-leaf timestamps rendered as AWS's `{"timestamp": n}`.
 //! - `response`: the accepted, delta, documents, get and delete documents.
 //! - `operation`: [`update`], [`get`], [`delete`].
