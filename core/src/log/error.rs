@@ -162,7 +162,8 @@ pub enum CorruptionAction {
     /// An earlier segment is replayed up to the bad record; the rest of it is skipped (and
     /// kept on disk for inspection until a snapshot covers it). Later segments still replay.
     SkippedRest,
-    /// The whole file is skipped (bad header, or overlapping LSNs) and kept on disk.
+    /// The whole file is skipped (bad header, or overlapping LSNs) and kept on disk. New
+    /// records get LSNs past the one in its name, so no new segment collides with it.
     SkippedFile,
     /// The last segment had no valid header (a crash while it was being created, before any
     /// record could have been synced into it) and was removed.

@@ -214,9 +214,17 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered, LogEr
         segment::sync_dir(dir)?;
     }
 
+    // Past the snapshot, the last valid segment, and the name of any skipped segment file,
+    // so that the segment `Log::open` may create never collides with a file left on disk.
+    let skipped = stale
+        .iter()
+        .filter(|(_, path)| path.extension().is_some_and(|e| e == SEGMENT_EXT))
+        .map(|(named, _)| named.next());
     let next_lsn = segments
-        .last()
-        .map_or(covered.next(), |m| m.next_lsn().max(covered.next()));
+        .iter()
+        .map(SegmentMeta::next_lsn)
+        .chain(skipped)
+        .fold(covered.next(), Lsn::max);
     report.snapshot_lsn = snapshot.as_ref().map(|s| s.lsn);
     report.snapshot_records = snapshot.as_ref().map_or(0, |s| s.records);
     report.segments = segments.len();
