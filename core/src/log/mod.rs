@@ -580,8 +580,12 @@ impl Log {
         doomed.extend(covered.into_iter().map(|(_, path)| path));
         let mut first_error = None;
         for path in doomed {
-            if let Err(e) = std::fs::remove_file(&path) {
-                first_error.get_or_insert(LogError::io("remove", &path)(e));
+            match std::fs::remove_file(&path) {
+                // A damaged segment can be both sealed and stale: deleting twice is fine.
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    first_error.get_or_insert(LogError::io("remove", &path)(e));
+                }
+                _ => {}
             }
         }
         segment::sync_dir(&self.shared.dir)?;

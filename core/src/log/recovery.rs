@@ -188,6 +188,8 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered, LogEr
                 report.truncated_bytes += scanned.file_len - offset;
             } else {
                 report_it(offset, reason, CorruptionAction::SkippedRest);
+                // Its damaged bytes stay on disk, so it can never be appended to.
+                stale.push((meta.base, path.clone()));
             }
         }
         cursor = cursor.max(meta.next_lsn());
@@ -214,7 +216,7 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered, LogEr
         segment::sync_dir(dir)?;
     }
 
-    // Past the snapshot, the last valid segment, and the name of any skipped segment file,
+    // Past the snapshot, the last valid segment, and the name of any damaged segment file,
     // so that the segment `Log::open` may create never collides with a file left on disk.
     let skipped = stale
         .iter()
