@@ -5,7 +5,7 @@ pub mod packet;
 pub mod properties;
 pub mod reason;
 
-pub use codec::{decode, encode, encoded_len, DecodeError, Decoder, EncodeError};
+pub use codec::{decode, encode, encoded_len, DecodeError, Decoder, EncodeError, OutgoingPublish};
 pub use packet::*;
 pub use properties::*;
 pub use reason::ReasonCode;

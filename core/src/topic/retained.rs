@@ -1,6 +1,6 @@
 //! [`RetainedTree`]: the retained message of each topic, searchable by filter.
 
-use std::collections::HashMap;
+use super::FastMap as HashMap;
 use std::fmt;
 
 use super::matching::split_level;
@@ -23,7 +23,7 @@ struct Node<V> {
 impl<V> Default for Node<V> {
     fn default() -> Self {
         Self {
-            children: HashMap::new(),
+            children: HashMap::default(),
             value: None,
         }
     }

@@ -1,6 +1,6 @@
 //! [`SubscriptionTrie`]: which subscriptions match a published topic.
 
-use std::collections::HashMap;
+use super::FastMap as HashMap;
 use std::fmt;
 use std::hash::Hash;
 
@@ -35,10 +35,10 @@ struct Node<K, V> {
 impl<K, V> Default for Node<K, V> {
     fn default() -> Self {
         Self {
-            children: HashMap::new(),
+            children: HashMap::default(),
             plus: None,
-            exact: HashMap::new(),
-            hash: HashMap::new(),
+            exact: HashMap::default(),
+            hash: HashMap::default(),
         }
     }
 }

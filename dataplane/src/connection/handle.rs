@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use bytestring::ByteString;
 use iotcore_core::mqtt::{
-    encode, encoded_len, Packet, PacketId, ProtocolVersion, Publish, QoS, ReasonCode,
+    encode, OutgoingPublish, Packet, PacketId, ProtocolVersion, QoS, ReasonCode,
 };
 
 use crate::message::Message;
@@ -89,7 +89,8 @@ impl ConnHandle {
             client_max_packet,
             client_alias_max,
             aliases: RefCell::default(),
-            buf: RefCell::new(BytesMut::with_capacity(512)),
+            // Allocated by the first packet, not up front: most connections are idle.
+            buf: RefCell::new(BytesMut::new()),
             max_outbound,
             slow_timeout,
             stalled_since: Cell::new(None),
@@ -149,9 +150,9 @@ impl ConnHandle {
         true
     }
 
-    /// Encodes one PUBLISH toward the client. Returns false when the packet would exceed the
-    /// client's Maximum Packet Size, in which case nothing is sent and the caller treats the
-    /// message as delivered ([MQTT-3.1.2-25]).
+    /// Encodes one PUBLISH toward the client, straight from the shared message. Returns
+    /// false when the packet would exceed the client's Maximum Packet Size, in which case
+    /// nothing is sent and the caller treats the message as delivered ([MQTT-3.1.2-25]).
     #[allow(clippy::too_many_arguments)]
     pub fn send_publish(
         &self,
@@ -163,34 +164,42 @@ impl ConnHandle {
         subscription_ids: &[u32],
         now: Instant,
     ) -> bool {
-        let mut properties = message.properties.clone();
-        properties.message_expiry_interval = message.remaining_expiry(now);
-        properties.subscription_identifiers = subscription_ids.to_vec();
-        let mut publish = Publish {
+        let v5 = self.version == ProtocolVersion::V5;
+        let mut publish = OutgoingPublish {
             dup,
             qos,
             retain,
-            topic: message.topic.clone(),
+            topic: &message.topic,
             packet_id,
-            properties,
-            payload: message.payload.clone(),
+            properties: &message.properties,
+            message_expiry_interval: if v5 {
+                message.remaining_expiry(now)
+            } else {
+                None
+            },
+            topic_alias: None,
+            subscription_identifiers: subscription_ids,
+            payload: &message.payload,
         };
-        if self.version == ProtocolVersion::V311 {
-            publish.properties = Default::default();
-        }
-        let mut packet = Packet::Publish(publish);
-        let Ok(len) = encoded_len(&packet, self.version) else {
+        let Ok(len) = publish.encoded_len(self.version) else {
             return false;
         };
         if len > self.client_max_packet as usize {
             return false;
         }
         // A new alias adds three bytes; only assign one if the packet still fits.
-        if self.client_alias_max > 0 {
-            self.apply_alias(&mut packet, len + 3 <= self.client_max_packet as usize);
+        if v5 && self.client_alias_max > 0 {
+            match self.alias_for(&message.topic, len + 3 <= self.client_max_packet as usize) {
+                Some((alias, true)) => {
+                    publish.topic_alias = Some(alias);
+                    publish.topic = "";
+                }
+                Some((alias, false)) => publish.topic_alias = Some(alias),
+                None => {}
+            }
         }
         let mut buf = self.buf.borrow_mut();
-        if let Err(e) = encode(&packet, self.version, &mut buf) {
+        if let Err(e) = publish.encode(self.version, &mut buf) {
             tracing::warn!(error = %e, "cannot encode PUBLISH");
             return false;
         }
@@ -200,19 +209,24 @@ impl ConnHandle {
         true
     }
 
-    /// Replaces the topic by an alias: a known one (empty topic), or a new one sent once with
-    /// the topic. Never makes the packet longer than without it.
-    fn apply_alias(&self, packet: &mut Packet, may_assign: bool) {
-        let Packet::Publish(p) = packet else { return };
+    /// The alias to use for `topic`, and whether the client already knows it (then the topic
+    /// is left out): a known one, or a new one sent once with the topic. Never makes the
+    /// packet longer than without it.
+    fn alias_for(&self, topic: &ByteString, may_assign: bool) -> Option<(u16, bool)> {
         let mut aliases = self.aliases.borrow_mut();
-        if let Some(&alias) = aliases.by_topic.get(&p.topic) {
-            p.properties.topic_alias = Some(alias);
-            p.topic = ByteString::new();
-        } else if may_assign && aliases.by_topic.len() < usize::from(self.client_alias_max) {
-            let alias = u16::try_from(aliases.by_topic.len() + 1).unwrap_or(u16::MAX);
-            aliases.by_topic.insert(p.topic.clone(), alias);
-            p.properties.topic_alias = Some(alias);
+        if let Some(&alias) = aliases.by_topic.get(topic) {
+            return Some((alias, true));
         }
+        if may_assign && aliases.by_topic.len() < usize::from(self.client_alias_max) {
+            let alias = u16::try_from(aliases.by_topic.len() + 1).unwrap_or(u16::MAX);
+            aliases.by_topic.insert(topic.clone(), alias);
+            return Some((alias, false));
+        }
+        None
+    }
+
+    pub fn has_pending(&self) -> bool {
+        !self.buf.borrow().is_empty()
     }
 
     /// Takes everything queued for writing, swapping in `spare` (an empty buffer whose

@@ -1,6 +1,11 @@
 //! Splitting a glommio `TcpStream` into a read half and a write half for two tasks of the
 //! same shard. Both halves borrow the stream only inside a synchronous `poll_*` call, so the
 //! `RefCell` is never held across an await and never contended.
+//!
+//! Reads go through the shard's one scratch buffer: an idle connection waits for readiness
+//! holding no read buffer at all (glommio tries a non-blocking `recv` first and only then
+//! arms a readiness poll), and what arrives is copied into the connection's own buffer sized
+//! to fit. One copy per read, not per message, buys kilobytes per idle connection.
 
 use std::cell::RefCell;
 use std::io;
@@ -8,6 +13,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
+use bytes::BytesMut;
 use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
 
@@ -47,5 +53,28 @@ impl AsyncWrite for Half {
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut stream = self.0.borrow_mut();
         Pin::new(&mut *stream).poll_close(cx)
+    }
+}
+
+impl Half {
+    /// One read: appends what arrives to `buf`; `Ok(0)` is the end of the stream.
+    pub async fn read_into(
+        &mut self,
+        scratch: &RefCell<Vec<u8>>,
+        buf: &mut BytesMut,
+    ) -> io::Result<usize> {
+        std::future::poll_fn(|cx| {
+            // Borrowed only inside this synchronous poll, never across an await.
+            let mut scratch = scratch.borrow_mut();
+            let mut stream = self.0.borrow_mut();
+            match Pin::new(&mut *stream).poll_read(cx, &mut scratch[..]) {
+                Poll::Ready(Ok(n)) => {
+                    buf.extend_from_slice(&scratch[..n]);
+                    Poll::Ready(Ok(n))
+                }
+                other => other,
+            }
+        })
+        .await
     }
 }

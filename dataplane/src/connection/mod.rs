@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use bytestring::ByteString;
-use futures_lite::AsyncReadExt;
 use glommio::net::TcpStream;
 use iotcore_core::mqtt::{
     Decoder, Disconnect, DisconnectProperties, Packet, ProtocolVersion, ReasonCode,
@@ -25,9 +24,6 @@ use crate::ids::{ClientId, SessionKey};
 use crate::metrics::bump;
 use crate::shard::Shard;
 use handle::{ConnHandle, Kill};
-
-/// Read at least this much at a time.
-const READ_CHUNK: usize = 4096;
 
 /// How a connection ended.
 #[derive(Debug)]
@@ -106,40 +102,44 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let mut decoder = Decoder::new(shard.config.limits.max_packet_bytes);
 
     let connect_timeout = Duration::from_secs(shard.config.limits.connect_timeout_secs);
-    let first = futures_lite::future::or(
-        async { Some(read_packet(&mut reader, &mut buf, &mut decoder).await) },
-        async {
-            glommio::timer::sleep(connect_timeout).await;
-            None
-        },
-    )
-    .await;
-    let connect = match first {
-        None => {
-            tracing::debug!(%peer, "no CONNECT within connect_timeout_secs; closing");
-            return;
-        }
-        Some(Ok(Some(Packet::Connect(c)))) => c,
-        Some(Ok(_)) => return,
-        Some(Err(e)) => {
-            tracing::debug!(%peer, error = %e, "bad first packet");
-            if let iotcore_core::mqtt::DecodeError::UnsupportedProtocolVersion { .. } = e {
-                // [MQTT-3.1.2-2]: answer with return code 0x01 and close.
-                let conn = Rc::new(ConnHandle::new(
-                    ProtocolVersion::V311,
-                    u32::MAX,
-                    0,
-                    usize::MAX,
-                    Duration::from_secs(1),
-                ));
-                conn.send(&connect::refusal(
-                    ProtocolVersion::V311,
-                    ReasonCode::UnsupportedProtocolVersion,
-                ));
-                conn.kill(Kill::Closing);
-                writer::run(shard.clone(), conn, writer_half).await;
+    // The handshake's futures and the CONNECT packet are boxed: inline, the largest of them
+    // would size the connection's task for its whole life (idle memory per connection).
+    let connect = {
+        let first = Box::pin(futures_lite::future::or(
+            async { Some(read_packet(&shard, &mut reader, &mut buf, &mut decoder).await) },
+            async {
+                glommio::timer::sleep(connect_timeout).await;
+                None
+            },
+        ))
+        .await;
+        match first {
+            None => {
+                tracing::debug!(%peer, "no CONNECT within connect_timeout_secs; closing");
+                return;
             }
-            return;
+            Some(Ok(Some(Packet::Connect(c)))) => Box::new(c),
+            Some(Ok(_)) => return,
+            Some(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "bad first packet");
+                if let iotcore_core::mqtt::DecodeError::UnsupportedProtocolVersion { .. } = e {
+                    // [MQTT-3.1.2-2]: answer with return code 0x01 and close.
+                    let conn = Rc::new(ConnHandle::new(
+                        ProtocolVersion::V311,
+                        u32::MAX,
+                        0,
+                        usize::MAX,
+                        Duration::from_secs(1),
+                    ));
+                    conn.send(&connect::refusal(
+                        ProtocolVersion::V311,
+                        ReasonCode::UnsupportedProtocolVersion,
+                    ));
+                    conn.kill(Kill::Closing);
+                    Box::pin(writer::run(shard.clone(), conn, writer_half)).await;
+                }
+                return;
+            }
         }
     };
 
@@ -164,35 +164,45 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         close(&conn, writer_task).await;
         return;
     }
-    let Some(accepted) = connect::establish(&shard, &connect).await else {
-        close(&conn, writer_task).await;
-        return;
+    // Unpacked in a block so the CONNACK and CONNECT are gone from the task's state before
+    // the read loop (a partly moved local keeps its space until its scope ends).
+    let (key, client_id, keep_alive, connect_expiry) = {
+        let Some(accepted) = Box::pin(connect::establish(&shard, &connect)).await else {
+            close(&conn, writer_task).await;
+            return;
+        };
+        conn.send(&Packet::ConnAck(accepted.connack));
+        (
+            accepted.key,
+            accepted.client_id,
+            accepted.keep_alive,
+            connect.properties.session_expiry_interval.unwrap_or(0),
+        )
     };
-    let span = tracing::debug_span!("conn", client_id = %accepted.client_id, shard = shard.id.0);
+    drop(connect);
+    let span = tracing::debug_span!("conn", client_id = %client_id, shard = shard.id.0);
     let _enter = span.enter();
     let conn_id = shard.register_connection(conn.clone());
     bump(&shard.metrics.connections_total, 1);
-    conn.send(&Packet::ConnAck(accepted.connack));
-    conn.session_key.set(Some(accepted.key));
-    attach(&shard, accepted.key, &conn);
+    conn.session_key.set(Some(key));
+    attach(&shard, key, &conn);
 
     let mut connection = Connection {
         shard: shard.clone(),
         conn: conn.clone(),
-        key: accepted.key,
-        client_id: accepted.client_id,
+        key,
+        client_id,
         version,
         inbound_aliases: HashMap::new(),
-        connect_expiry: connect.properties.session_expiry_interval.unwrap_or(0),
+        connect_expiry,
     };
     let session_identifier = connection.session_identifier();
     connection.emit(
         |who| events::connected(who, &peer.ip().to_string()),
         &session_identifier,
     );
-    drop(connect);
 
-    let keep_alive = accepted.keep_alive.mul_f64(1.5);
+    let keep_alive = keep_alive.mul_f64(1.5);
     let end = connection
         .read_loop(&mut reader, &mut buf, &mut decoder, keep_alive)
         .await;
@@ -263,6 +273,7 @@ fn attach(shard: &Rc<Shard>, key: SessionKey, conn: &Rc<ConnHandle>) {
 
 /// Reads until one whole packet is decoded: `Ok(None)` on end of stream.
 async fn read_packet(
+    shard: &Shard,
     reader: &mut io::Half,
     buf: &mut BytesMut,
     decoder: &mut Decoder,
@@ -271,20 +282,11 @@ async fn read_packet(
         if let Some(p) = decoder.decode(buf)? {
             return Ok(Some(p));
         }
-        match read_some(reader, buf).await {
+        match reader.read_into(&shard.read_scratch, buf).await {
             Ok(0) | Err(_) => return Ok(None),
             Ok(_) => {}
         }
     }
-}
-
-/// One read call appending to `buf`.
-async fn read_some(reader: &mut io::Half, buf: &mut BytesMut) -> std::io::Result<usize> {
-    let len = buf.len();
-    buf.resize(len + READ_CHUNK, 0);
-    let result = reader.read(&mut buf[len..]).await;
-    buf.truncate(len + *result.as_ref().unwrap_or(&0));
-    result
 }
 
 impl Connection {
@@ -328,12 +330,24 @@ impl Connection {
         loop {
             loop {
                 match decoder.decode(buf) {
-                    Ok(Some(packet)) => {
-                        if let Err(end) = self.handle(packet).await {
-                            return end;
+                    Ok(Some(packet)) => match self.handle(packet) {
+                        Ok(None) => {}
+                        Ok(Some(later)) => {
+                            if let Err(end) = Box::pin(self.finish(later)).await {
+                                return end;
+                            }
                         }
+                        Err(end) => return end,
+                    },
+                    Ok(None) => {
+                        // Everything decoded: drop the (now empty) buffer so an idle
+                        // connection holds no read memory; decoded messages keep what
+                        // they point into alive on their own.
+                        if buf.is_empty() {
+                            *buf = BytesMut::new();
+                        }
+                        break;
                     }
-                    Ok(None) => break,
                     Err(e) => {
                         return End::Protocol {
                             code: e.reason_code(),
@@ -350,7 +364,7 @@ impl Connection {
                 return End::Killed(kill);
             }
             let wake = futures_lite::future::or(
-                async { Wake::Read(read_some(reader, buf).await) },
+                async { Wake::Read(reader.read_into(&self.shard.read_scratch, buf).await) },
                 futures_lite::future::or(
                     async {
                         self.conn.kill_wake.notified().await;

@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use iotcore_core::mqtt::{
-    AckProperties, Packet, ProtocolVersion, PubResponse, Publish, QoS, ReasonCode, SubAck,
-    Subscribe, UnsubAck, Unsubscribe,
+    AckProperties, Packet, PacketId, ProtocolVersion, PubResponse, Publish, QoS, ReasonCode,
+    SubAck, Subscribe, UnsubAck, Unsubscribe,
 };
 use iotcore_core::session::InboundQos2;
 use iotcore_core::topic::{check_limits, SubscriptionFilter, TopicName};
@@ -26,10 +26,45 @@ fn protocol(code: ReasonCode, message: impl Into<String>) -> End {
 /// Topic prefixes clients may not publish to: the broker speaks there.
 const BROKER_ONLY_PREFIXES: [&str; 2] = ["$aws/events/", "$SYS/"];
 
+/// A routed PUBLISH whose acknowledgement waits for peers (a retained change).
+pub(super) struct PendingAck {
+    acks: Vec<crate::shard::replies::ReplyId>,
+    qos: QoS,
+    packet_id: Option<PacketId>,
+}
+
+/// What a packet still needs after its synchronous part: a wait on peers. Kept out of
+/// line (boxed by the caller) because an async handler's state would otherwise be part of
+/// every connection's task for its whole life, idle or not.
+pub(super) enum Later {
+    Publish(PendingAck),
+    Subscribe(Subscribe),
+}
+
 impl Connection {
-    pub(super) async fn handle(&mut self, packet: Packet) -> Result<(), End> {
+    /// Handles a packet as far as it can without waiting; almost every packet is done here.
+    pub(super) fn handle(&mut self, packet: Packet) -> Result<Option<Later>, End> {
         match packet {
-            Packet::Publish(p) => self.on_publish(p).await,
+            Packet::Publish(p) => Ok(self.on_publish(p)?.map(Later::Publish)),
+            Packet::Subscribe(s) => Ok(Some(Later::Subscribe(s))),
+            other => self.handle_control(other).map(|()| None),
+        }
+    }
+
+    /// The part of a packet's handling that waits on peers.
+    pub(super) async fn finish(&mut self, later: Later) -> Result<(), End> {
+        match later {
+            Later::Publish(pending) => {
+                self.shard.await_acks(pending.acks).await;
+                self.acknowledge(pending.qos, pending.packet_id);
+                Ok(())
+            }
+            Later::Subscribe(s) => self.on_subscribe(s).await,
+        }
+    }
+
+    fn handle_control(&mut self, packet: Packet) -> Result<(), End> {
+        match packet {
             Packet::PubAck(r) => {
                 self.with_session(|shard, slot| {
                     if slot.session.outbound.on_puback(r.packet_id).is_ok() {
@@ -73,7 +108,6 @@ impl Connection {
                 });
                 Ok(())
             }
-            Packet::Subscribe(s) => self.on_subscribe(s).await,
             Packet::Unsubscribe(u) => {
                 self.on_unsubscribe(u);
                 Ok(())
@@ -148,7 +182,9 @@ impl Connection {
         }
     }
 
-    async fn on_publish(&mut self, mut p: Publish) -> Result<(), End> {
+    /// Checks and routes a PUBLISH. Acknowledges it at once, or returns what to wait for
+    /// before acknowledging.
+    fn on_publish(&mut self, mut p: Publish) -> Result<Option<PendingAck>, End> {
         let limits = &self.shard.config.limits;
         bump(&self.shard.metrics.messages_in_total, 1);
         if !p.properties.subscription_identifiers.is_empty() {
@@ -198,17 +234,21 @@ impl Connection {
             ));
         }
         if let Err(e) = check_limits(&p.topic, limits.max_topic_bytes, limits.max_topic_levels) {
-            return self.refuse_publish(&p, ReasonCode::TopicNameInvalid, &e.to_string());
+            return self
+                .refuse_publish(&p, ReasonCode::TopicNameInvalid, &e.to_string())
+                .map(|()| None);
         }
         if BROKER_ONLY_PREFIXES
             .iter()
             .any(|pre| p.topic.starts_with(pre))
         {
-            return self.refuse_publish(
-                &p,
-                ReasonCode::NotAuthorized,
-                "topic reserved for the broker",
-            );
+            return self
+                .refuse_publish(
+                    &p,
+                    ReasonCode::NotAuthorized,
+                    "topic reserved for the broker",
+                )
+                .map(|()| None);
         }
         if p.qos == QoS::ExactlyOnce {
             let Some(id) = p.packet_id else {
@@ -230,7 +270,7 @@ impl Connection {
                     // Already routed: acknowledge again, do not deliver twice.
                     self.conn
                         .send(&Packet::PubRec(self.response(id, ReasonCode::Success)));
-                    return Ok(());
+                    return Ok(None);
                 }
                 Ok(InboundQos2::New) => {}
             }
@@ -251,8 +291,20 @@ impl Connection {
             publisher: self.client_id.0.clone(),
         });
         let acks = self.shard.route(message);
-        self.shard.await_acks(acks).await;
-        match (p.qos, p.packet_id) {
+        if !acks.is_empty() {
+            return Ok(Some(PendingAck {
+                acks,
+                qos: p.qos,
+                packet_id: p.packet_id,
+            }));
+        }
+        self.acknowledge(p.qos, p.packet_id);
+        Ok(None)
+    }
+
+    /// PUBACK or PUBREC for a routed PUBLISH.
+    fn acknowledge(&self, qos: QoS, packet_id: Option<PacketId>) {
+        match (qos, packet_id) {
             (QoS::AtLeastOnce, Some(id)) => {
                 self.conn.send(&Packet::PubAck(PubResponse::success(id)));
             }
@@ -261,7 +313,6 @@ impl Connection {
             }
             _ => {}
         }
-        Ok(())
     }
 
     async fn on_subscribe(&mut self, s: Subscribe) -> Result<(), End> {

@@ -11,9 +11,12 @@ use super::io::Half;
 use crate::metrics::bump;
 use crate::shard::Shard;
 
+/// A write buffer bigger than this is freed when nothing else is waiting to be written.
+const SPARE_KEEP_BYTES: usize = 4096;
+
 /// Runs until the connection is killed (after draining what is pending) or the socket fails.
 pub async fn run(shard: Rc<Shard>, conn: Rc<ConnHandle>, mut socket: Half) {
-    let mut spare = BytesMut::with_capacity(512);
+    let mut spare = BytesMut::new();
     loop {
         if !conn.take_pending(&mut spare) {
             if conn.killed().is_some() {
@@ -29,6 +32,10 @@ pub async fn run(shard: Rc<Shard>, conn: Rc<ConnHandle>, mut socket: Half) {
         bump(&shard.metrics.writes_total, 1);
         bump(&shard.metrics.bytes_out_total, spare.len() as u64);
         spare.clear();
+        // Keep a large buffer only while the connection is busy: an idle one gives it back.
+        if spare.capacity() > SPARE_KEEP_BYTES && !conn.has_pending() {
+            spare = BytesMut::new();
+        }
         if conn.wrote() {
             if let Some(key) = conn.session_key.get() {
                 shard.refill(key);

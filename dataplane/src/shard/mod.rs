@@ -54,7 +54,8 @@ struct Match {
 }
 
 pub struct ShardState {
-    pub sessions: HashMap<SessionKey, SessionSlot>,
+    /// Looked up on every delivery: a fast hasher (keys are ours, not a peer's).
+    pub sessions: HashMap<SessionKey, SessionSlot, foldhash::fast::RandomState>,
     pub by_client: HashMap<ClientId, SessionKey>,
     subs: SubscriptionTrie<SessionKey, LocalSub>,
     shared_subs: SubscriptionTrie<(ShareGroup, SessionKey), LocalSub>,
@@ -89,7 +90,13 @@ pub struct Shard {
     pub live_connections: Cell<usize>,
     pub connections: RefCell<HashMap<u64, Rc<ConnHandle>>>,
     next_conn: Cell<u64>,
+    /// Every connection of the shard reads into this, then keeps only what arrived
+    /// (connection/io.rs): no connection holds a read buffer while it waits.
+    pub read_scratch: RefCell<Vec<u8>>,
 }
+
+/// The shard's read scratch buffer: the most one read call takes from a socket.
+const READ_SCRATCH_BYTES: usize = 64 * 1024;
 
 /// Beyond this many messages waiting for one peer, publishers wait (backpressure).
 const OUTBOX_HIGH_WATER: usize = 4096;
@@ -109,7 +116,7 @@ impl Shard {
             config,
             directory,
             state: RefCell::new(ShardState {
-                sessions: HashMap::new(),
+                sessions: HashMap::default(),
                 by_client: HashMap::new(),
                 subs: SubscriptionTrie::new(),
                 shared_subs: SubscriptionTrie::new(),
@@ -128,6 +135,7 @@ impl Shard {
             live_connections: Cell::new(0),
             connections: RefCell::new(HashMap::new()),
             next_conn: Cell::new(0),
+            read_scratch: RefCell::new(vec![0; READ_SCRATCH_BYTES]),
         })
     }
 
@@ -145,6 +153,10 @@ impl Shard {
                     for msg in batch {
                         shard.handle_mesh(msg);
                     }
+                    // A peer that keeps the channel full would otherwise keep this task
+                    // running forever (a ready channel never returns Pending), starving the
+                    // writers that drain what it delivers, and every other task.
+                    futures_lite::future::yield_now().await;
                 }
             })
             .detach();

@@ -11,10 +11,12 @@
 //! - `properties`: MQTT 5 property lists per packet.
 //! - `reasons`: the reason codes each packet may carry.
 //! - `decode`, `encode`: the packets.
+//! - `outgoing`: the broker's PUBLISH toward a subscriber, encoded from borrowed parts.
 
 mod decode;
 mod encode;
 mod error;
+mod outgoing;
 mod primitives;
 mod properties;
 mod reasons;
@@ -25,3 +27,4 @@ mod tests;
 pub use decode::{decode, Decoder};
 pub use encode::{encode, encoded_len};
 pub use error::{DecodeError, EncodeError};
+pub use outgoing::OutgoingPublish;

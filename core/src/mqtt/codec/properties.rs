@@ -485,13 +485,23 @@ impl PropList for ConnAckProperties {
 
 /// The properties common to PUBLISH and the will.
 fn write_message<S: Sink>(p: &PublishProperties, s: &mut S) -> Result<(), EncodeError> {
+    write_message_expiring(p, p.message_expiry_interval, s)
+}
+
+/// The message properties with `expiry` in place of the stored Message Expiry Interval (a
+/// forwarded message carries what is left of it).
+fn write_message_expiring<S: Sink>(
+    p: &PublishProperties,
+    expiry: Option<u32>,
+    s: &mut S,
+) -> Result<(), EncodeError> {
     if matches!(p.payload_format_indicator, Some(v) if v > 1) {
         return Err(EncodeError::InvalidValue {
             what: "Payload Format Indicator (must be 0 or 1)",
         });
     }
     w_u8(s, id::PAYLOAD_FORMAT_INDICATOR, p.payload_format_indicator);
-    w_u32(s, id::MESSAGE_EXPIRY_INTERVAL, p.message_expiry_interval);
+    w_u32(s, id::MESSAGE_EXPIRY_INTERVAL, expiry);
     w_str(s, id::CONTENT_TYPE, &p.content_type)?;
     w_str(s, id::RESPONSE_TOPIC, &p.response_topic)?;
     w_bin(s, id::CORRELATION_DATA, &p.correlation_data)?;
@@ -567,5 +577,27 @@ impl PropList for AuthProperties {
         w_bin(s, id::AUTHENTICATION_DATA, &self.authentication_data)?;
         w_str(s, id::REASON_STRING, &self.reason_string)?;
         w_users(s, &self.user_properties)
+    }
+}
+
+/// The property list of an outgoing PUBLISH: the message's properties, with the per-delivery
+/// parts (expiry left, topic alias, subscription identifiers) given separately so the stored
+/// message is never cloned to change them.
+pub(crate) struct OutgoingProps<'a> {
+    pub(crate) message: &'a PublishProperties,
+    pub(crate) expiry: Option<u32>,
+    pub(crate) topic_alias: Option<u16>,
+    pub(crate) subscription_identifiers: &'a [u32],
+}
+
+impl PropList for OutgoingProps<'_> {
+    fn write_body<S: Sink>(&self, s: &mut S) -> Result<(), EncodeError> {
+        nonzero(self.topic_alias, "Topic Alias 0")?;
+        write_message_expiring(self.message, self.expiry, s)?;
+        w_u16(s, id::TOPIC_ALIAS, self.topic_alias);
+        for &v in self.subscription_identifiers {
+            sub_id(s, v)?;
+        }
+        Ok(())
     }
 }
