@@ -30,6 +30,97 @@ pub struct Config {
     pub auth: AuthConfig,
     pub limits: Limits,
     pub admin: AdminConfig,
+    pub http: HttpConfig,
+    pub storage: StorageConfig,
+    pub shadows: ShadowConfig,
+}
+
+/// The HTTP listener of the device shadow REST API (plain HTTP for now).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Default `127.0.0.1:8080`: local only until authentication covers it.
+    pub bind: SocketAddr,
+    /// Set false to run without the REST API. Default true.
+    pub enabled: bool,
+    /// Largest request body accepted. Default 131072 (128 KB).
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            enabled: true,
+            max_body_bytes: 128 * 1024,
+        }
+    }
+}
+
+/// Where and how durable state (shadows, retained messages) is kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// The data directory. Default `iotcore-data`, relative to the working directory.
+    pub data_dir: std::path::PathBuf,
+    /// Acknowledge a durable write (`/update/accepted`, a REST 200, the PUBACK of a
+    /// retained message) only once it is fsynced. Default true. False trades the last
+    /// moments before a crash for latency.
+    pub durable: bool,
+    /// Log segment size in bytes. Default 64 MiB.
+    pub segment_bytes: u64,
+    /// Compact (snapshot the live state, drop older segments) once the log since the last
+    /// snapshot exceeds this many bytes and twice the live state. Default 256 MiB.
+    pub compact_after_bytes: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            data_dir: std::path::PathBuf::from("iotcore-data"),
+            durable: true,
+            segment_bytes: 64 * 1024 * 1024,
+            compact_after_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// Device shadow limits, AWS IoT Core's values by default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShadowConfig {
+    /// Largest desired + reported state in bytes. Default 8192 (AWS: 8 KB).
+    pub max_state_bytes: usize,
+    /// Deepest nesting of the state. Default 6 (AWS).
+    pub max_depth: usize,
+    /// Longest clientToken in bytes. Default 64 (AWS).
+    pub max_client_token_bytes: usize,
+    /// Requests per thing waiting for their answer; more get 429. Default 10 (AWS).
+    pub max_in_flight_per_thing: usize,
+    /// Most names ListNamedShadowsForThing returns per page. Default 100.
+    pub max_page_size: usize,
+}
+
+impl Default for ShadowConfig {
+    fn default() -> Self {
+        ShadowConfig {
+            max_state_bytes: 8192,
+            max_depth: 6,
+            max_client_token_bytes: 64,
+            max_in_flight_per_thing: 10,
+            max_page_size: 100,
+        }
+    }
+}
+
+impl ShadowConfig {
+    pub fn limits(&self) -> iotcore_core::shadow::ShadowLimits {
+        iotcore_core::shadow::ShadowLimits {
+            max_state_bytes: self.max_state_bytes,
+            max_depth: self.max_depth,
+            max_client_token_bytes: self.max_client_token_bytes,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -214,6 +305,18 @@ impl Config {
         }
         if l.max_client_id_bytes == 0 || l.max_client_id_bytes > 65535 {
             return invalid("limits.max_client_id_bytes", "must be in 1..=65535");
+        }
+        if self.storage.data_dir.as_os_str().is_empty() {
+            return invalid("storage.data_dir", "must not be empty");
+        }
+        if self.storage.segment_bytes < 4096 {
+            return invalid("storage.segment_bytes", "must be at least 4096");
+        }
+        if self.shadows.max_in_flight_per_thing == 0 || self.shadows.max_page_size == 0 {
+            return invalid(
+                "shadows.max_in_flight_per_thing",
+                "shadow limits must be at least 1",
+            );
         }
         Ok(())
     }

@@ -7,6 +7,7 @@ mod config;
 mod connection;
 mod directory;
 mod events;
+mod http;
 mod ids;
 mod listener;
 mod message;
@@ -14,7 +15,9 @@ mod metrics;
 mod notify;
 mod server;
 mod session;
+mod shadow;
 mod shard;
+mod storage;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -70,6 +70,11 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     // Fail fast, with a clear message, if the port is taken by another program.
     listener::check_free(config.mqtt.bind)
         .with_context(|| format!("cannot listen on {} (mqtt.bind)", config.mqtt.bind))?;
+    if config.http.enabled {
+        listener::check_free(config.http.bind)
+            .with_context(|| format!("cannot listen on {} (http.bind)", config.http.bind))?;
+    }
+    crate::storage::check_layout(&config.storage.data_dir, shards)?;
     let snapshots: Vec<Arc<Snapshot>> = (0..shards).map(|_| Arc::default()).collect();
     if config.admin.enabled {
         admin::start(config.admin.bind, snapshots.clone());
@@ -170,6 +175,21 @@ async fn run_shard(
         .context("no channels for this shard index")?;
     let shard = Shard::new(id, shards, config.clone(), directory);
     shard.start_mesh(shard_links);
+    let started = Instant::now();
+    let service = crate::storage::open_shadows(&config, id)?;
+    tracing::info!(
+        shard = id.0,
+        shadows = service.store.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "shadows recovered"
+    );
+    shard.set_shadow_service(service);
+    glommio::spawn_local(shard.clone().run_shadow_commits(config.storage.durable)).detach();
+    if config.http.enabled {
+        let http = listener::bind(config.http.bind)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.http.bind))?;
+        glommio::spawn_local(crate::http::serve(shard.clone(), http)).detach();
+    }
     let listener = listener::bind(config.mqtt.bind)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.mqtt.bind))?;
     tracing::debug!(shard = id.0, "listening");

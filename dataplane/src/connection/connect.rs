@@ -138,7 +138,7 @@ pub async fn establish(shard: &Rc<Shard>, connect: &Connect) -> Option<Accepted>
                 async {
                     match shard.replies.wait(id).await {
                         Reply::Session(s) => s,
-                        Reply::Ack => None,
+                        Reply::Ack | Reply::Http { .. } => None,
                     }
                 },
                 async {

@@ -3,11 +3,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytestring::ByteString;
 use iotcore_core::mqtt::{
     AckProperties, Packet, PacketId, ProtocolVersion, PubResponse, Publish, QoS, ReasonCode,
     SubAck, Subscribe, UnsubAck, Unsubscribe,
 };
 use iotcore_core::session::InboundQos2;
+use iotcore_core::shadow::{Rejection, ShadowKey, ShadowName, ThingName};
 use iotcore_core::topic::{check_limits, SubscriptionFilter, TopicName};
 
 use super::{Connection, End};
@@ -15,6 +17,7 @@ use crate::events;
 use crate::message::{Message, SharedMessage};
 use crate::metrics::bump;
 use crate::session::SubscriptionRecord;
+use crate::shadow::service::{self as shadow_service, Origin, ShadowRequest};
 
 fn protocol(code: ReasonCode, message: impl Into<String>) -> End {
     End::Protocol {
@@ -290,6 +293,9 @@ impl Connection {
             expires_at,
             publisher: self.client_id.0.clone(),
         });
+        if message.topic.starts_with("$aws/things/") {
+            self.shadow_request(&message);
+        }
         let acks = self.shard.route(message);
         if !acks.is_empty() {
             return Ok(Some(PendingAck {
@@ -300,6 +306,54 @@ impl Connection {
         }
         self.acknowledge(p.qos, p.packet_id);
         Ok(None)
+    }
+
+    /// A PUBLISH on a shadow request topic also goes to the shadow service (the message is
+    /// routed to subscribers as well, as AWS does). A bad thing or shadow name is answered
+    /// on `/rejected` at once.
+    fn shadow_request(&self, message: &Message) {
+        let Some(topic) = crate::shadow::topics::parse(&message.topic) else {
+            return;
+        };
+        let key = ThingName::new(topic.thing).and_then(|thing| {
+            Ok(ShadowKey {
+                thing,
+                name: topic.shadow.map(ShadowName::new).transpose()?,
+            })
+        });
+        match key {
+            Ok(key) => self.shard.shadow_request(ShadowRequest {
+                key,
+                op: topic.op,
+                payload: message.payload.clone(),
+                origin: Origin::Mqtt,
+            }),
+            Err(e) => {
+                let rejection = Rejection {
+                    code: 400,
+                    message: e.to_string(),
+                    client_token: shadow_service::client_token(&message.payload),
+                };
+                let out = shadow_service::rejected(
+                    topic.prefix,
+                    topic.op.as_str(),
+                    Origin::Mqtt,
+                    &rejection,
+                    crate::shadow::now_secs(),
+                );
+                if let shadow_service::Output::Publish { topic, payload } = out {
+                    let _ = self.shard.route(Arc::new(Message {
+                        topic: topic.into(),
+                        payload: payload.into(),
+                        qos: QoS::AtLeastOnce,
+                        retain: false,
+                        properties: Default::default(),
+                        expires_at: None,
+                        publisher: ByteString::new(),
+                    }));
+                }
+            }
+        }
     }
 
     /// PUBACK or PUBREC for a routed PUBLISH.

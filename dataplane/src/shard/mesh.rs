@@ -39,6 +39,15 @@ pub enum ShardMsg {
         clean_start: bool,
         reply: ReplyTo,
     },
+    /// A shadow request for a thing this shard owns.
+    Shadow(Box<crate::shadow::service::ShadowRequest>),
+    /// ListNamedShadowsForThing for a thing this shard owns.
+    ShadowList {
+        thing: iotcore_core::shadow::ThingName,
+        next_token: Option<String>,
+        page_size: usize,
+        reply: ReplyTo,
+    },
     /// The answer to a request this shard made.
     Reply { id: ReplyId, reply: Reply },
 }

@@ -8,6 +8,7 @@ pub mod mesh;
 pub mod replies;
 mod router;
 mod sessions;
+mod shadows;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -93,6 +94,10 @@ pub struct Shard {
     /// Every connection of the shard reads into this, then keeps only what arrived
     /// (connection/io.rs): no connection holds a read buffer while it waits.
     pub read_scratch: RefCell<Vec<u8>>,
+    /// The shadows of the things this shard owns (`None` until opened at start-up).
+    pub shadows: RefCell<Option<crate::shadow::service::ShadowService>>,
+    /// Wakes the group-commit task when shadow records were appended.
+    shadow_commit: Notify,
 }
 
 /// The shard's read scratch buffer: the most one read call takes from a socket.
@@ -136,6 +141,8 @@ impl Shard {
             connections: RefCell::new(HashMap::new()),
             next_conn: Cell::new(0),
             read_scratch: RefCell::new(vec![0; READ_SCRATCH_BYTES]),
+            shadows: RefCell::new(None),
+            shadow_commit: Notify::default(),
         })
     }
 
@@ -259,12 +266,23 @@ impl Shard {
                 let session = self.surrender_session(&client_id, clean_start);
                 self.reply(reply, Reply::Session(session));
             }
+            ShardMsg::Shadow(req) => self.apply_shadow_request(*req),
+            ShardMsg::ShadowList {
+                thing,
+                next_token,
+                page_size,
+                reply,
+            } => self.answer_shadow_list(&thing, next_token.as_deref(), page_size, reply),
             ShardMsg::Reply { id, reply } => self.replies.complete(id, reply),
         }
     }
 
     fn reply(&self, to: ReplyTo, reply: Reply) {
-        self.post_to(to.shard, ShardMsg::Reply { id: to.id, reply });
+        if to.shard == self.id {
+            self.replies.complete(to.id, reply);
+        } else {
+            self.post_to(to.shard, ShardMsg::Reply { id: to.id, reply });
+        }
     }
 
     /// A request to a peer whose answer will be awaited.

@@ -30,6 +30,11 @@ pub struct ReplyId(pub u64);
 pub enum Reply {
     Ack,
     Session(Option<Box<Session>>),
+    /// A REST answer: status and JSON body.
+    Http {
+        status: u16,
+        body: Vec<u8>,
+    },
 }
 
 #[derive(Default)]

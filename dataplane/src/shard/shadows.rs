@@ -1,0 +1,154 @@
+//! The shard's part in the shadow service: sending a request to the thing's owner, applying
+//! it there, the group-commit task, and delivering the answers.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use bytestring::ByteString;
+use iotcore_core::mqtt::{PublishProperties, QoS};
+use iotcore_core::shadow::ThingName;
+
+use super::mesh::ShardMsg;
+use super::replies::{Reply, ReplyTo};
+use super::Shard;
+use crate::message::Message;
+use crate::shadow::service::{Output, ShadowRequest, ShadowService};
+use crate::shadow::{now_secs, owner_of};
+
+impl Shard {
+    /// Sends a request to the shard owning its thing (this one, possibly).
+    pub fn shadow_request(self: &Rc<Self>, req: ShadowRequest) {
+        let owner = owner_of(&req.key.thing, self.shard_count);
+        if owner == self.id {
+            self.apply_shadow_request(req);
+        } else {
+            self.post_to(owner, ShardMsg::Shadow(Box::new(req)));
+        }
+    }
+
+    /// Asks the owner of `thing` for a page of its named shadows.
+    pub fn shadow_list_request(
+        self: &Rc<Self>,
+        thing: ThingName,
+        next_token: Option<String>,
+        page_size: usize,
+    ) -> super::replies::ReplyId {
+        let owner = owner_of(&thing, self.shard_count);
+        self.request(owner, |reply| ShardMsg::ShadowList {
+            thing,
+            next_token,
+            page_size,
+            reply,
+        })
+    }
+
+    pub(super) fn apply_shadow_request(self: &Rc<Self>, req: ShadowRequest) {
+        let outputs = {
+            let mut service = self.shadows.borrow_mut();
+            let Some(service) = service.as_mut() else {
+                tracing::warn!("shadow request on a shard without a shadow store");
+                return;
+            };
+            let outputs = service.handle(req, now_secs());
+            if service.needs_commit() {
+                self.shadow_commit.notify();
+            }
+            outputs
+        };
+        self.emit_shadow_outputs(outputs);
+    }
+
+    pub(super) fn answer_shadow_list(
+        &self,
+        thing: &ThingName,
+        next_token: Option<&str>,
+        page_size: usize,
+        reply: ReplyTo,
+    ) {
+        let (status, body) = match self.shadows.borrow().as_ref() {
+            Some(service) => service.list(thing, next_token, page_size, now_secs()),
+            None => (500, Vec::new()),
+        };
+        self.reply(reply, Reply::Http { status, body });
+    }
+
+    fn emit_shadow_outputs(self: &Rc<Self>, outputs: Vec<Output>) {
+        for output in outputs {
+            match output {
+                Output::Publish { topic, payload } => {
+                    // Answers are ordinary messages: any authorised subscriber sees them.
+                    let message = Arc::new(Message {
+                        topic: ByteString::from(topic),
+                        payload: payload.into(),
+                        qos: QoS::AtLeastOnce,
+                        retain: false,
+                        properties: PublishProperties::default(),
+                        expires_at: None,
+                        publisher: ByteString::new(),
+                    });
+                    let _ = self.route(message);
+                }
+                Output::Http { to, status, body } => {
+                    self.reply(to, Reply::Http { status, body });
+                }
+            }
+        }
+    }
+
+    /// Group commit: whatever was appended while the previous fsync ran is made durable by
+    /// the next one, on glommio's blocking thread pool so the shard keeps serving; then the
+    /// answers that waited for it go out.
+    pub async fn run_shadow_commits(self: Rc<Self>, durable: bool) {
+        loop {
+            self.shadow_commit.notified().await;
+            loop {
+                let handle = {
+                    let mut service = self.shadows.borrow_mut();
+                    let Some(service) = service.as_mut() else {
+                        return;
+                    };
+                    if !service.needs_commit() {
+                        break;
+                    }
+                    let log = service.store.log_mut();
+                    match log.flush() {
+                        Ok(()) if durable => Ok(log.sync_handle()),
+                        Ok(()) => Err(Ok(log.last_lsn())),
+                        Err(e) => Err(Err(e)),
+                    }
+                };
+                let result = match handle {
+                    Ok(handle) => {
+                        glommio::executor()
+                            .spawn_blocking(move || handle.sync())
+                            .await
+                    }
+                    Err(done) => done,
+                };
+                let outputs = {
+                    let mut service = self.shadows.borrow_mut();
+                    let Some(service) = service.as_mut() else {
+                        return;
+                    };
+                    match result {
+                        Ok(lsn) => {
+                            let out = service.committed(lsn);
+                            service.compact_if_due();
+                            out
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "shadow log sync failed; shadows now refuse changes");
+                            service.commit_failed(now_secs())
+                        }
+                    }
+                };
+                self.emit_shadow_outputs(outputs);
+            }
+        }
+    }
+
+    /// Installs the shard's shadow service (opened by the server at start-up).
+    pub fn set_shadow_service(&self, service: ShadowService) {
+        *self.shadows.borrow_mut() = Some(service);
+    }
+}

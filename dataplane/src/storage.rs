@@ -1,0 +1,77 @@
+//! The data directory: one sub-directory per shard, each holding that shard's logs
+//! (`shard-0/shadows/`, ...), and a `LAYOUT` file recording the shard count the data was
+//! written with. Things are placed on shards by a hash of their name, so starting with a
+//! different shard count would hide data on the wrong shard: that is refused with a clear
+//! error instead.
+
+use std::path::Path;
+
+use anyhow::Context;
+
+use crate::config::Config;
+use crate::ids::ShardId;
+use crate::shadow::service::ShadowService;
+use crate::shadow::store::ShadowStore;
+
+const LAYOUT_FILE: &str = "LAYOUT";
+
+/// Creates the data directory if needed and checks (or records) its shard count.
+pub fn check_layout(data_dir: &Path, shards: usize) -> anyhow::Result<()> {
+    std::fs::create_dir_all(data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {} (storage.data_dir)",
+            data_dir.display()
+        )
+    })?;
+    let path = data_dir.join(LAYOUT_FILE);
+    let expected = format!("shards = {shards}\n");
+    match std::fs::read_to_string(&path) {
+        Ok(found) if found == expected => Ok(()),
+        Ok(found) => anyhow::bail!(
+            "the data directory {} was written with `{}`, but this server runs {shards} shards; \
+             start it with server.shards set to that count (or use another storage.data_dir)",
+            data_dir.display(),
+            found.trim()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // Only a directory without any shard data may take a new layout.
+            let has_shard_data = std::fs::read_dir(data_dir)
+                .with_context(|| format!("cannot read {}", data_dir.display()))?
+                .filter_map(Result::ok)
+                .any(|e| e.file_name().to_string_lossy().starts_with("shard-"));
+            if has_shard_data {
+                anyhow::bail!(
+                    "the data directory {} has shard data but no {LAYOUT_FILE} file",
+                    data_dir.display()
+                );
+            }
+            std::fs::write(&path, expected)
+                .with_context(|| format!("cannot write {}", path.display()))
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// Opens (recovering) a shard's shadow store.
+pub fn open_shadows(config: &Config, shard: ShardId) -> anyhow::Result<ShadowService> {
+    let dir = config
+        .storage
+        .data_dir
+        .join(format!("shard-{}", shard.0))
+        .join("shadows");
+    let (store, recovery) = ShadowStore::open(
+        &dir,
+        config.storage.segment_bytes,
+        config.storage.compact_after_bytes,
+    )
+    .with_context(|| format!("cannot open the shadow log in {}", dir.display()))?;
+    for problem in &recovery.corruptions {
+        tracing::warn!(dir = %dir.display(), problem = %problem, "shadow log damage found and skipped");
+    }
+    Ok(ShadowService::new(
+        store,
+        config.shadows.limits(),
+        config.storage.durable,
+        config.shadows.max_in_flight_per_thing,
+    ))
+}
