@@ -40,7 +40,12 @@ impl Server {
         let config = dir.join("iotcore.toml");
         std::fs::write(
             &config,
-            format!("[server]\nshards = 2\n[mqtt]\nbind = \"127.0.0.1:{port}\"\n"),
+            format!(
+                "[server]\nshards = 2\n[mqtt]\nbind = \"127.0.0.1:{port}\"\n\
+                 [admin]\nenabled = false\n[http]\nenabled = false\n\
+                 [storage]\ndata_dir = \"{}\"\n",
+                dir.join("data").display()
+            ),
         )
         .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_iotcore"))

@@ -43,6 +43,16 @@ SECTION = {
     "shards": "server",
     "bind": "mqtt",
     "allow_anonymous": "auth",
+    "data_dir": "storage",
+    "durable": "storage",
+    "segment_bytes": "storage",
+    "compact_after_bytes": "storage",
+    "max_state_bytes": "shadows",
+    "max_depth": "shadows",
+    "max_client_token_bytes": "shadows",
+    "max_in_flight_per_thing": "shadows",
+    "max_page_size": "shadows",
+    "max_body_bytes": "http",
 }
 
 
@@ -112,6 +122,13 @@ class Broker:
         # brokers (and a developer's own) can run at once. E2E_NO_ADMIN_SECTION=1 leaves it out.
         if not os.environ.get("E2E_NO_ADMIN_SECTION"):
             cfg.setdefault("admin", {})["bind"] = f"{self.host}:{free_port()}"
+        # The shadow REST API ([http] bind, default 127.0.0.1:8080) and the data directory
+        # ([storage] data_dir, default ./iotcore-data): each instance gets its own.
+        self.http_port = free_port()
+        if not IS_MOSQUITTO:
+            cfg.setdefault("http", {})["bind"] = f"{self.host}:{self.http_port}"
+            self.data_dir = workdir / f"data-{self.port}"
+            cfg.setdefault("storage", {}).setdefault("data_dir", str(self.data_dir))
         self.config = cfg
         self.overrides = overrides
         self.stderr_path = workdir / f"broker-{self.port}.stderr"
