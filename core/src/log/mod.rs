@@ -279,7 +279,13 @@ impl Log {
     /// [`Log::replay`] yields it.
     pub fn open(dir: &Path, config: LogConfig) -> Result<(Log, Recovery), LogError> {
         config.validate()?;
-        std::fs::create_dir_all(dir).map_err(LogError::io("create directory", dir))?;
+        if !dir.is_dir() {
+            std::fs::create_dir_all(dir).map_err(LogError::io("create directory", dir))?;
+            // The new directory's own entry must be durable before anything in it is.
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                segment::sync_dir(parent)?;
+            }
+        }
         let lock_path = dir.join("LOCK");
         let lock = File::options()
             .create(true)

@@ -567,6 +567,24 @@ fn sync_handle_syncs_from_another_thread() -> TestResult {
     Ok(())
 }
 
+#[test]
+fn sync_handles_can_go_to_blocking_threads() {
+    fn send_static<T: Send + 'static>() {}
+    send_static::<SyncHandle>();
+    send_static::<Log>();
+}
+
+#[test]
+fn open_creates_missing_directories() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let nested = dir.path().join("shard-0").join("shadows");
+    let (mut log, _) = Log::open(&nested, small())?;
+    log.append(b"x")?;
+    log.close()?;
+    assert!(segment_path(&nested, Lsn::new(1)).exists());
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
