@@ -21,7 +21,9 @@ use crate::connection::handle::Kill;
 use crate::directory::Directory;
 use crate::ids::ShardId;
 use crate::listener;
+use crate::message::SharedMessage;
 use crate::metrics::Snapshot;
+use crate::retained_store::RetainedStore;
 use crate::shard::links::Links;
 use crate::shard::Shard;
 
@@ -75,6 +77,12 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen on {} (http.bind)", config.http.bind))?;
     }
     crate::storage::check_layout(&config.storage.data_dir, shards)?;
+    let (retained_stores, retained) = crate::storage::open_retained(&config, shards)?;
+    tracing::info!(retained = retained.len(), "retained messages recovered");
+    let retained_stores = Arc::new(Mutex::new(
+        retained_stores.into_iter().map(Some).collect::<Vec<_>>(),
+    ));
+    let retained = Arc::new(retained);
     let snapshots: Vec<Arc<Snapshot>> = (0..shards).map(|_| Arc::default()).collect();
     if config.admin.enabled {
         admin::start(config.admin.bind, snapshots.clone());
@@ -112,6 +120,12 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             let index = next_index.fetch_add(1, Ordering::AcqRel);
             let snapshots = snapshots.clone();
             let life = shard_life.clone();
+            let retained_store = retained_stores
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_mut(index)
+                .and_then(Option::take);
+            let retained = retained.clone();
             async move {
                 // The executor polls its main future only when no task is runnable, so a
                 // busy shard would never reach an accept loop living there: everything runs
@@ -119,7 +133,14 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 let body = glommio::spawn_local({
                     let life = life.clone();
                     async move {
-                        run_shard(config, directory, &links, index, snapshots, &life, shards).await
+                        let durable = Durable {
+                            retained_store,
+                            retained,
+                        };
+                        run_shard(
+                            config, directory, &links, index, snapshots, &life, shards, durable,
+                        )
+                        .await
                     }
                 });
                 if let Err(e) = body.await {
@@ -159,6 +180,14 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     }
 }
 
+/// What a shard takes over from start-up recovery.
+struct Durable {
+    retained_store: Option<RetainedStore>,
+    /// Every retained message recovered, for the shard's replica.
+    retained: Arc<Vec<SharedMessage>>,
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn run_shard(
     config: Arc<Config>,
     directory: Arc<Directory>,
@@ -167,6 +196,7 @@ async fn run_shard(
     snapshots: Vec<Arc<Snapshot>>,
     life: &Lifecycle,
     shards: usize,
+    durable: Durable,
 ) -> anyhow::Result<()> {
     let id = ShardId(index);
     tracing::debug!(shard = id.0, "shard starting");
@@ -184,6 +214,13 @@ async fn run_shard(
         "shadows recovered"
     );
     shard.set_shadow_service(service);
+    for message in durable.retained.iter() {
+        shard.apply_retained(&message.topic, Some(message.clone()));
+    }
+    if let Some(store) = durable.retained_store {
+        shard.set_retained_store(store);
+        glommio::spawn_local(shard.clone().run_retained_commits()).detach();
+    }
     glommio::spawn_local(shard.clone().run_shadow_commits(config.storage.durable)).detach();
     if config.http.enabled {
         let http = listener::bind(config.http.bind)

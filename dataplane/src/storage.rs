@@ -10,6 +10,8 @@ use anyhow::Context;
 
 use crate::config::Config;
 use crate::ids::ShardId;
+use crate::message::SharedMessage;
+use crate::retained_store::RetainedStore;
 use crate::shadow::service::ShadowService;
 use crate::shadow::store::ShadowStore;
 
@@ -74,4 +76,40 @@ pub fn open_shadows(config: &Config, shard: ShardId) -> anyhow::Result<ShadowSer
         config.storage.durable,
         config.shadows.max_in_flight_per_thing,
     ))
+}
+
+/// The shard that writes a retained topic's changes to its log. CRC-32, fixed, because
+/// the data must be found on the same shard after a restart.
+pub fn retained_owner(topic: &str, shards: usize) -> ShardId {
+    ShardId(crc32fast::hash(topic.as_bytes()) as usize % shards.max(1))
+}
+
+/// Opens every shard's retained log (before the shards start, since every shard needs every
+/// retained message): the stores by shard index, and all live retained messages.
+pub fn open_retained(
+    config: &Config,
+    shards: usize,
+) -> anyhow::Result<(Vec<RetainedStore>, Vec<SharedMessage>)> {
+    let mut stores = Vec::with_capacity(shards);
+    let mut messages = Vec::new();
+    for index in 0..shards {
+        let dir = config
+            .storage
+            .data_dir
+            .join(format!("shard-{index}"))
+            .join("retained");
+        let (store, found, recovery) = RetainedStore::open(
+            &dir,
+            config.storage.segment_bytes,
+            config.storage.compact_after_bytes,
+            config.storage.durable,
+        )
+        .with_context(|| format!("cannot open the retained log in {}", dir.display()))?;
+        for problem in &recovery.corruptions {
+            tracing::warn!(dir = %dir.display(), problem = %problem, "retained log damage found and skipped");
+        }
+        messages.extend(found);
+        stores.push(store);
+    }
+    Ok((stores, messages))
 }

@@ -6,6 +6,7 @@
 pub mod links;
 pub mod mesh;
 pub mod replies;
+mod retained;
 mod router;
 mod sessions;
 mod shadows;
@@ -98,6 +99,9 @@ pub struct Shard {
     pub shadows: RefCell<Option<crate::shadow::service::ShadowService>>,
     /// Wakes the group-commit task when shadow records were appended.
     shadow_commit: Notify,
+    /// The log of the retained topics this shard owns (`storage::retained_owner`).
+    pub retained_store: RefCell<Option<crate::retained_store::RetainedStore>>,
+    retained_commit: Notify,
 }
 
 /// The shard's read scratch buffer: the most one read call takes from a socket.
@@ -143,6 +147,8 @@ impl Shard {
             read_scratch: RefCell::new(vec![0; READ_SCRATCH_BYTES]),
             shadows: RefCell::new(None),
             shadow_commit: Notify::default(),
+            retained_store: RefCell::new(None),
+            retained_commit: Notify::default(),
         })
     }
 
@@ -253,8 +259,11 @@ impl Shard {
                 message,
                 ack,
             } => {
+                // The owner of the topic writes the change and acknowledges once it is
+                // durable; the other shards only update their replica.
+                let persisted = self.persist_retained(&topic, message.as_deref(), ack);
                 self.apply_retained(&topic, message);
-                if let Some(to) = ack {
+                if let (false, Some(to)) = (persisted, ack) {
                     self.reply(to, Reply::Ack);
                 }
             }

@@ -9,11 +9,12 @@ use iotcore_core::mqtt::QoS;
 use iotcore_core::topic::{ShareGroup, TopicFilter};
 
 use super::mesh::ShardMsg;
-use super::replies::ReplyId;
+use super::replies::{Reply, ReplyId, ReplyTo};
 use super::{Match, Shard, ShardState};
 use crate::ids::{SessionKey, ShardId};
 use crate::message::{Delivery, SharedMessage};
 use crate::metrics::bump;
+use crate::storage::retained_owner;
 
 impl Shard {
     /// Routes a message to every matching subscriber on every shard, and stores it if it is
@@ -23,6 +24,15 @@ impl Shard {
         let mut acks = Vec::new();
         if message.retain {
             let stored = (!message.payload.is_empty()).then(|| message.clone());
+            if retained_owner(&message.topic, self.shard_count) == self.id {
+                // Written here: the PUBACK waits for the fsync, like a peer's ack.
+                let id = self.replies.register();
+                let to = ReplyTo { shard: self.id, id };
+                if !self.persist_retained(&message.topic, stored.as_deref(), Some(to)) {
+                    self.replies.complete(id, Reply::Ack);
+                }
+                acks.push(id);
+            }
             self.apply_retained(&message.topic, stored.clone());
             for peer in self.peers().collect::<Vec<_>>() {
                 acks.push(self.request(peer, |to| ShardMsg::Retained {
@@ -98,7 +108,7 @@ impl Shard {
             .map(ShardId)
     }
 
-    pub(super) fn apply_retained(&self, topic: &str, message: Option<SharedMessage>) {
+    pub fn apply_retained(&self, topic: &str, message: Option<SharedMessage>) {
         let mut st = self.state.borrow_mut();
         match message {
             Some(m) => match iotcore_core::topic::TopicName::try_from(topic) {
