@@ -20,6 +20,7 @@ mod session;
 mod shadow;
 mod shard;
 mod storage;
+mod stored_message;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -3,28 +3,24 @@
 //! `crc32(topic) mod shards`, into that shard's `retained/` log. The PUBACK of a retained
 //! publish waits for the owner's fsync.
 //!
-//! Record: `[format 1][kind: 1 set | 0 clear][expires at, Unix ms, 0 = never: u64 LE]` then,
-//! for a set, the message as an MQTT 5 PUBLISH packet (topic, QoS, properties, payload: our
-//! own codec, so nothing is lost), for a clear, the topic. Replay keeps the last record per
+//! Record: `[format 1][kind: 1 set | 0 clear]` then, for a set, the message in its stored
+//! form (`stored_message`), for a clear, the topic. Replay keeps the last record per
 //! topic; compaction snapshots the live ones.
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 use iotcore_core::log::{Log, LogConfig, LogError, Recovery};
-use iotcore_core::mqtt::{decode, OutgoingPublish, Packet, PacketId, ProtocolVersion, QoS};
 
 use crate::durable::DurableLog;
 use crate::message::{Message, SharedMessage};
+use crate::stored_message::{self, unix_ms};
 
 const FORMAT: u8 = 1;
 const SET: u8 = 1;
 const CLEAR: u8 = 0;
-const HEADER: usize = 10;
+const HEADER: usize = 2;
 
 pub struct RetainedStore {
     pub log: DurableLog,
@@ -114,7 +110,7 @@ impl RetainedStore {
                 message,
             })?,
             None => {
-                let mut r = header(CLEAR, 0);
+                let mut r = header(CLEAR);
                 r.extend_from_slice(topic.as_bytes());
                 r
             }
@@ -145,43 +141,16 @@ impl RetainedStore {
     }
 }
 
-fn header(kind: u8, expires_ms: u64) -> Vec<u8> {
+fn header(kind: u8) -> Vec<u8> {
     let mut r = Vec::with_capacity(64);
     r.push(FORMAT);
     r.push(kind);
-    r.extend_from_slice(&expires_ms.to_le_bytes());
     r
 }
 
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 fn encode_set(m: &Message) -> Result<Vec<u8>, String> {
-    let expires_ms = m.expires_at.map_or(0, |t| {
-        unix_ms() + t.saturating_duration_since(Instant::now()).as_millis() as u64
-    });
-    let mut out = BytesMut::new();
-    OutgoingPublish {
-        dup: false,
-        qos: m.qos,
-        retain: true,
-        topic: &m.topic,
-        packet_id: (m.qos != QoS::AtMostOnce)
-            .then_some(PacketId::new(1))
-            .flatten(),
-        properties: &m.properties,
-        message_expiry_interval: None,
-        topic_alias: None,
-        subscription_identifiers: &[],
-        payload: &m.payload,
-    }
-    .encode(ProtocolVersion::V5, &mut out)
-    .map_err(|e| e.to_string())?;
-    let mut r = header(SET, expires_ms);
-    r.extend_from_slice(&out);
+    let mut r = header(SET);
+    stored_message::encode(m, &mut r)?;
     Ok(r)
 }
 
@@ -194,53 +163,23 @@ fn record_topic(bytes: &[u8]) -> Result<ByteString, String> {
         CLEAR => std::str::from_utf8(&bytes[HEADER..])
             .map(ByteString::from)
             .map_err(|_| "topic is not UTF-8".to_string()),
-        SET => match decode(
-            Bytes::copy_from_slice(&bytes[HEADER..]),
-            Some(ProtocolVersion::V5),
-        ) {
-            Ok(Packet::Publish(p)) => Ok(p.topic),
-            Ok(_) => Err("not a PUBLISH".into()),
-            Err(e) => Err(e.to_string()),
-        },
+        SET => stored_message::topic(&bytes[HEADER..]),
         k => Err(format!("unknown record kind {k}")),
     }
 }
 
 /// The message of a set record, `None` if it expired.
 fn decode_set(bytes: &[u8], now_ms: u64) -> Result<Option<SharedMessage>, String> {
-    let expires_ms = u64::from_le_bytes(
-        bytes
-            .get(2..HEADER)
-            .and_then(|b| b.try_into().ok())
-            .ok_or("short record")?,
-    );
-    if expires_ms != 0 && expires_ms <= now_ms {
-        return Ok(None);
-    }
-    let Ok(Packet::Publish(p)) = decode(
-        Bytes::copy_from_slice(&bytes[HEADER..]),
-        Some(ProtocolVersion::V5),
-    ) else {
-        return Err("not a PUBLISH".into());
-    };
-    let expires_at =
-        (expires_ms != 0).then(|| Instant::now() + Duration::from_millis(expires_ms - now_ms));
-    Ok(Some(Arc::new(Message {
-        topic: p.topic,
-        payload: p.payload,
-        qos: p.qos,
-        retain: true,
-        properties: p.properties,
-        expires_at,
-        publisher: ByteString::new(),
-    })))
+    stored_message::decode_message(bytes.get(HEADER..).ok_or("short record")?, now_ms)
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use iotcore_core::mqtt::{PublishProperties, UserProperty};
+    use bytes::Bytes;
+    use iotcore_core::mqtt::{PublishProperties, QoS, UserProperty};
+    use std::time::{Duration, Instant};
 
     fn message(topic: &str, payload: &'static [u8], expiry: Option<Duration>) -> Message {
         Message {
@@ -298,6 +237,7 @@ mod tests {
         assert!(record_topic(b"").is_err());
         assert!(record_topic(&[9; 20]).is_err());
         assert!(record_topic(&[1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0x30]).is_err());
+        assert!(record_topic(&[1, 0, 0xff]).is_err());
         assert!(decode_set(&[1, 1, 0], 0).is_err());
     }
 }

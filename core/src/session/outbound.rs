@@ -283,6 +283,15 @@ impl<M> Outbound<M> {
             .map(|entry| (entry.id, entry.qos, entry.phase, &entry.msg))
     }
 
+    /// Every message the session still owes, in flight (parked too) then queued, with its
+    /// QoS: what must survive a restart.
+    pub fn all(&self) -> impl Iterator<Item = (QoS, &M)> {
+        self.flight
+            .iter()
+            .map(|entry| (entry.qos, &entry.msg))
+            .chain(self.queue.iter().map(|(qos, msg)| (*qos, msg)))
+    }
+
     /// Messages in flight on this connection (sent, not yet fully acknowledged).
     pub fn in_flight_len(&self) -> usize {
         self.flight.len() - self.parked
