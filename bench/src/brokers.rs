@@ -170,6 +170,10 @@ pub struct Settings {
     pub iotcore_admin: bool,
     /// iotcore shards (0 = one per core).
     pub iotcore_shards: usize,
+    /// shadows: iotcore's `[storage] durable`, with a fresh `data_dir` in the run's
+    /// temporary directory and the shadow REST API on a free port. `None`: neither section
+    /// is written (the other scenarios).
+    pub iotcore_durable: Option<bool>,
 }
 
 fn make_dir(kind: Kind) -> Result<PathBuf> {
@@ -220,6 +224,13 @@ max_outbound_bytes = 8388608
             );
             if let Some(a) = admin_port {
                 text.push_str(&format!("\n[admin]\nbind = \"127.0.0.1:{a}\"\n"));
+            }
+            if let Some(durable) = s.iotcore_durable {
+                text.push_str(&format!(
+                    "\n[http]\nbind = \"127.0.0.1:{http}\"\n\n[storage]\ndata_dir = {data:?}\ndurable = {durable}\n",
+                    http = free_port()?,
+                    data = dir.join("data").display().to_string(),
+                ));
             }
             vec![
                 "serve".into(),

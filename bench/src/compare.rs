@@ -30,6 +30,10 @@ pub struct Options {
     pub fanin_publishers: usize,
     pub rates: Vec<u64>,
     pub latency_qos1_rate: u64,
+    /// shadows: (devices, requests outstanding per device) shapes, each run durable and not.
+    pub shadow_shapes: Vec<(usize, usize)>,
+    /// shadows: request size in bytes.
+    pub shadow_payload: usize,
     pub settings: Settings,
     /// Template for every run (duration, warm-up, threads, sizes).
     pub base: Params,
@@ -99,6 +103,17 @@ fn variants(o: &Options, s: Scenario) -> Vec<Params> {
             }
         }
         Scenario::Connections => v.push(mk(0, small)),
+        Scenario::Shadows => {
+            for durable in [true, false] {
+                for &(devices, inflight) in &o.shadow_shapes {
+                    let mut p = mk(1, o.shadow_payload);
+                    p.devices = devices;
+                    p.inflight = inflight;
+                    p.durable = Some(durable);
+                    v.push(p);
+                }
+            }
+        }
     }
     v
 }
@@ -109,6 +124,7 @@ fn key(s: Scenario) -> (&'static str, bool) {
         Scenario::Pairs | Scenario::Fanout | Scenario::Fanin => ("delivered_per_s", true),
         Scenario::Latency => ("p99_us", false),
         Scenario::Connections => ("connects_per_s", true),
+        Scenario::Shadows => ("accepted_per_s", true),
     }
 }
 
@@ -168,6 +184,9 @@ fn opt(v: &Value, k: &str) -> String {
 
 /// One markdown table per scenario: broker, figure, ratio to iotcore, CPU.
 fn table(s: Scenario, variants: &[Variant], runs: usize) -> String {
+    if s == Scenario::Shadows {
+        return shadow_table(variants, runs);
+    }
     let mut t = String::new();
     let (k, higher) = key(s);
     let what = match s {
@@ -175,6 +194,7 @@ fn table(s: Scenario, variants: &[Variant], runs: usize) -> String {
         Scenario::Fanout => "deliveries/s",
         Scenario::Latency => "latency in µs (ratio on p99)",
         Scenario::Connections => "connects/s and broker KiB per idle connection",
+        Scenario::Shadows => "accepted shadow updates/s",
     };
     let _ = writeln!(
         t,
@@ -342,6 +362,10 @@ pub fn run(mut o: Options) -> Result<()> {
         for v in vs.iter_mut() {
             for r in 0..o.runs {
                 for (k, bin) in &present {
+                    // The peers have no AWS device shadows: iotcore only.
+                    if s == Scenario::Shadows && *k != Kind::Iotcore {
+                        continue;
+                    }
                     std::thread::sleep(o.settle);
                     let label = v.params.label();
                     eprint!(
@@ -394,6 +418,77 @@ pub fn run(mut o: Options) -> Result<()> {
     Ok(())
 }
 
+/// The shadows table: iotcore alone (the peers have no AWS device shadows), durable
+/// against non-durable for each shape.
+fn shadow_table(variants: &[Variant], runs: usize) -> String {
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "### shadows — accepted shadow updates/s, iotcore only (the peers have no AWS device shadows): \
+         durable (`/update/accepted` after fsync) vs non-durable (`[storage] durable = false`); \
+         median of {runs} run(s); ratio = updates/s / durable updates/s of the same shape\n"
+    );
+    let _ = writeln!(
+        t,
+        "| devices × in flight | storage | updates/s | ratio | p50 µs | p99 µs | p99.9 µs | max µs | rejected (429) | gen CPU % | broker CPU % | broker RSS MiB | notes |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    );
+    let median_of = |v: &Variant| {
+        v.runs
+            .get("iotcore")
+            .and_then(|r| median(Scenario::Shadows, r))
+    };
+    for v in variants {
+        let Some(m) = median_of(v) else { continue };
+        let base = variants
+            .iter()
+            .find(|d| {
+                d.params.durable == Some(true)
+                    && d.params.devices == v.params.devices
+                    && d.params.inflight == v.params.inflight
+            })
+            .and_then(median_of)
+            .and_then(|d| num(&d, "accepted_per_s"));
+        let ratio = match (num(&m, "accepted_per_s"), base) {
+            (Some(x), Some(b)) if b > 0.0 => format!("{:.2}", x / b),
+            _ => "-".into(),
+        };
+        let mut notes = Vec::new();
+        if m.get("ok") != Some(&Value::Bool(true)) {
+            notes.push("errors".to_string());
+        }
+        if let Some(f) = num(&m, "runs_failed").filter(|&f| f > 0.0) {
+            notes.push(format!("{f} run(s) with errors"));
+        }
+        if num(&m, "generator_cpu_pct").is_some_and(|g| g >= 90.0) {
+            notes.push("generator ≥ 90% of a core".into());
+        }
+        let _ = writeln!(
+            t,
+            "| {} × {} | {} | {} | {ratio} | {} | {} | {} | {} | {} ({}) | {} | {} | {} | {} |",
+            v.params.devices,
+            v.params.inflight,
+            match v.params.durable {
+                Some(false) => "non-durable",
+                _ => "durable",
+            },
+            opt(&m, "accepted_per_s"),
+            opt(&m, "p50_us"),
+            opt(&m, "p99_us"),
+            opt(&m, "p999_us"),
+            opt(&m, "max_us"),
+            opt(&m, "rejected"),
+            opt(&m, "rejected_429"),
+            opt(&m, "generator_cpu_pct"),
+            opt(&m, "broker_cpu_pct"),
+            num(&m, "broker_rss_kib")
+                .map(|r| format!("{:.1}", r / 1024.0))
+                .unwrap_or_default(),
+            notes.join("; ")
+        );
+    }
+    t
+}
+
 fn brief(s: Scenario, v: &Value) -> String {
     let (k, _) = key(s);
     let mut b = match num(v, k) {
@@ -417,7 +512,15 @@ fn brief(s: Scenario, v: &Value) -> String {
 }
 
 fn run_one(k: Kind, bin: &Path, settings: &mut Settings, base: &Params, prefix: String) -> Value {
-    let running = match brokers::start(k, bin, settings) {
+    // shadows: the durability under test goes into iotcore's generated configuration.
+    settings.iotcore_durable = if base.scenario == Scenario::Shadows {
+        base.durable
+    } else {
+        None
+    };
+    let started = brokers::start(k, bin, settings);
+    settings.iotcore_durable = None;
+    let running = match started {
         Ok(r) => r,
         Err(e) => return json!({"ok": false, "errors": [format!("start: {e:#}")]}),
     };

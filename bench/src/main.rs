@@ -4,6 +4,8 @@
 //! - `run`: one scenario against one running broker; prints one JSON line.
 //! - `compare`: starts each installed broker itself, runs every scenario against each,
 //!   prints a table per scenario and writes JSON under bench/results/.
+//! - `shadow-restart`: fills iotcore with shadows through MQTT, stops it, and times its
+//!   restart until a GET of a random shadow answers.
 
 mod brokers;
 mod compare;
@@ -11,10 +13,12 @@ mod latency;
 mod procstat;
 mod proto;
 mod scenario;
+mod shadow_restart;
+mod shadows;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -25,9 +29,13 @@ use crate::scenario::{Params, Scenario};
 
 const USAGE: &str = "usage:
   iotcore-bench run --scenario S [--host 127.0.0.1] [--port 1883] [options]
-  iotcore-bench compare [--scenarios pairs,fanout,fanin,latency,connections]
+  iotcore-bench compare [--scenarios pairs,fanout,fanin,latency,connections,shadows]
                         [--brokers iotcore,mosquitto,rumqttd,rmqtt,nats] [--runs 3]
                         [--iotcore-bin PATH] [options]
+  iotcore-bench shadow-restart [--shadows 1000000] [--iotcore-bin PATH]
+                        [--fill-connections 64] [--fill-window 100] [--payload 200]
+                        [--fill-durable] [--iotcore-shards 0] [--gets 5] [--keep]
+                        [--threads N] [--out-dir DIR]
 
 scenarios:
   pairs         P publishers each to its own topic, P subscribers one per topic
@@ -35,10 +43,14 @@ scenarios:
   fanin         P publishers on fanin/<i>, 1 subscriber on fanin/+
   latency       1 publisher at a fixed rate, 1 subscriber; p50/p99/p99.9/max
   connections   N idle connections; connects/s, broker memory per connection
+  shadows       N devices, each updating its own shadow with K requests outstanding
+                (matched by clientToken); accepted updates/s, p50/p99/p99.9/max
+                (compare: iotcore only, durable and non-durable)
 
 options (both commands):
-  --qos 0|1            (compare: a list, default 0,1)
-  --payload BYTES      (compare: --payloads, default 64,1024)
+  --qos 0|1            (compare: a list, default 0,1; shadows: default 1)
+  --payload BYTES      (compare: --payloads, default 64,1024; shadows: request size,
+                       default 200)
   --duration SECS      measured time (default 10)
   --warmup SECS        before measuring (default 2)
   --publishers P       pairs (default 4) and fanin (default 100; compare: --fanin-publishers)
@@ -46,7 +58,9 @@ options (both commands):
   --rate N             latency msgs/s (default 10000; compare: --rates 1000,10000,50000);
                        for pairs/fanout/fanin an optional cap on the total publish rate
   --connections N      connections (default 10000; capped by the fd limit)
-  --inflight N         QoS 1 publishes in flight per publisher (default 100)
+  --inflight N         QoS 1 publishes in flight per publisher (default 100);
+                       shadows: requests outstanding per device (default 1)
+  --devices N          shadows: devices (default 1000)
   --batch N            QoS 0 packets per write (default: about 32 KiB worth)
   --threads N          generator worker threads (default: number of cores)
   --concurrency N      concurrent CONNECTs during setup (default 64)
@@ -61,6 +75,8 @@ compare only:
   --no-metrics         do not give iotcore an [admin] port to scrape
   --all-payloads       fanout and fanin also at every --payloads size (default: smallest)
   --latency-qos1-rate N  one QoS 1 latency run at this rate (default 10000; 0 = none)
+  --shadow-shapes LIST shadows: devices x in-flight shapes (default 1000x1,100x10)
+  --shadow-payload B   shadows: request size (default 200)
   --out-dir DIR        default: bench/results";
 
 struct Args {
@@ -149,6 +165,7 @@ const COMMON: &[&str] = &[
     "batch",
     "threads",
     "concurrency",
+    "devices",
 ];
 
 fn secs(a: &Args, k: &str, default: f64) -> Result<Duration> {
@@ -165,6 +182,7 @@ fn base_params(a: &Args, scenario: Scenario, fd_limit: u64) -> Result<Params> {
         .map(|n| n.get())
         .unwrap_or(2);
     let default_pubs = if scenario == Scenario::Fanin { 100 } else { 4 };
+    let shadows = scenario == Scenario::Shadows;
     let publishers = a.get("publishers", a.get("pairs", default_pubs)?)?;
     let connections: usize = a.get("connections", 10_000)?;
     // Each connection costs the generator one descriptor; keep some for everything else.
@@ -177,8 +195,8 @@ fn base_params(a: &Args, scenario: Scenario, fd_limit: u64) -> Result<Params> {
     Ok(Params {
         scenario,
         addr: SocketAddr::from(([127, 0, 0, 1], 1883)),
-        qos: proto::qos_from(a.get("qos", 0u8)?)?,
-        payload: a.get("payload", 64usize)?,
+        qos: proto::qos_from(a.get("qos", u8::from(shadows))?)?,
+        payload: a.get("payload", if shadows { 200 } else { 64usize })?,
         warmup: secs(a, "warmup", 2.0)?,
         duration: secs(a, "duration", 10.0)?,
         publishers,
@@ -192,12 +210,14 @@ fn base_params(a: &Args, scenario: Scenario, fd_limit: u64) -> Result<Params> {
             },
         )?,
         connections: connections.min(max_conns),
-        inflight: a.get("inflight", 100usize)?,
+        inflight: a.get("inflight", if shadows { 1 } else { 100usize })?,
         batch: a.get("batch", 0usize)?,
         threads: a.get("threads", threads)?,
         connect_concurrency: a.get("concurrency", 64usize)?,
         broker_pid: None,
         id_prefix: format!("bench{}", std::process::id()),
+        devices: a.get("devices", 1000usize)?,
+        durable: None,
     })
 }
 
@@ -247,6 +267,8 @@ fn cmd_compare(a: &Args, fd_limit: u64, command_line: String) -> Result<()> {
         "latency-qos1-rate",
         "out-dir",
         "fanin-publishers",
+        "shadow-shapes",
+        "shadow-payload",
     ]);
     a.check_known(&known)?;
     let scenarios = a
@@ -289,14 +311,68 @@ fn cmd_compare(a: &Args, fd_limit: u64, command_line: String) -> Result<()> {
         fanin_publishers: a.get("fanin-publishers", 100usize)?,
         rates: a.list::<u64>("rates", &[1000, 10_000, 50_000])?,
         latency_qos1_rate: a.get("latency-qos1-rate", 10_000u64)?,
+        shadow_shapes: a
+            .list::<String>("shadow-shapes", &["1000x1".into(), "100x10".into()])?
+            .iter()
+            .map(|s| parse_shape(s))
+            .collect::<Result<Vec<_>>>()?,
+        shadow_payload: a.get("shadow-payload", 200usize)?,
         settings: brokers::Settings {
             iotcore_admin: !a.flag("no-metrics"),
             iotcore_shards: a.get("iotcore-shards", 0usize)?,
+            iotcore_durable: None,
         },
         base,
         command_line,
     };
     compare::run(opts)
+}
+
+/// `DEVICESxINFLIGHT`, e.g. `1000x1`.
+fn parse_shape(s: &str) -> Result<(usize, usize)> {
+    let (d, k) = s
+        .split_once('x')
+        .with_context(|| format!("--shadow-shapes: `{s}` is not DEVICESxINFLIGHT"))?;
+    Ok((d.trim().parse()?, k.trim().parse()?))
+}
+
+fn cmd_shadow_restart(a: &Args, command_line: String) -> Result<()> {
+    a.check_known(&[
+        "shadows",
+        "iotcore-bin",
+        "fill-connections",
+        "fill-window",
+        "payload",
+        "fill-durable",
+        "iotcore-shards",
+        "gets",
+        "keep",
+        "threads",
+        "out-dir",
+    ])?;
+    let iotcore_bin = brokers::locate(Kind::Iotcore, a.map.get("iotcore-bin").map(Path::new))
+        .context("no iotcore binary (--iotcore-bin PATH)")?;
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    shadow_restart::run(shadow_restart::Options {
+        shadows: a.get("shadows", 1_000_000usize)?.max(1),
+        iotcore_bin,
+        connections: a.get("fill-connections", 64usize)?,
+        // iotcore's Receive Maximum is 100 by default: more would be refused.
+        window: a.get("fill-window", 100usize)?,
+        payload: a.get("payload", 200usize)?,
+        fill_durable: a.flag("fill-durable"),
+        shards: a.get("iotcore-shards", 0usize)?,
+        gets: a.get("gets", 5usize)?,
+        threads: a.get("threads", threads)?,
+        keep: a.flag("keep"),
+        out_dir: match a.map.get("out-dir") {
+            Some(d) => PathBuf::from(d),
+            None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("results"),
+        },
+        command_line,
+    })
 }
 
 fn main() -> ExitCode {
@@ -321,6 +397,7 @@ fn main() -> ExitCode {
     let r = match cmd.as_str() {
         "run" => cmd_run(&args, fd_limit),
         "compare" => cmd_compare(&args, fd_limit, command_line),
+        "shadow-restart" => cmd_shadow_restart(&args, command_line),
         other => {
             eprintln!("error: unknown command `{other}`\n\n{USAGE}");
             return ExitCode::from(2);

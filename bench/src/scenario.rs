@@ -34,15 +34,17 @@ pub enum Scenario {
     Fanin,
     Latency,
     Connections,
+    Shadows,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 5] = [
+    pub const ALL: [Scenario; 6] = [
         Scenario::Pairs,
         Scenario::Fanout,
         Scenario::Fanin,
         Scenario::Latency,
         Scenario::Connections,
+        Scenario::Shadows,
     ];
 
     pub fn parse(s: &str) -> Result<Scenario> {
@@ -52,8 +54,11 @@ impl Scenario {
             "fanin" | "fan-in" => Scenario::Fanin,
             "latency" => Scenario::Latency,
             "connections" => Scenario::Connections,
+            "shadows" => Scenario::Shadows,
             other => {
-                bail!("unknown scenario `{other}` (pairs, fanout, fanin, latency, connections)")
+                bail!(
+                    "unknown scenario `{other}` (pairs, fanout, fanin, latency, connections, shadows)"
+                )
             }
         })
     }
@@ -65,6 +70,7 @@ impl Scenario {
             Scenario::Fanin => "fanin",
             Scenario::Latency => "latency",
             Scenario::Connections => "connections",
+            Scenario::Shadows => "shadows",
         }
     }
 }
@@ -98,6 +104,10 @@ pub struct Params {
     pub broker_pid: Option<u32>,
     /// Client id prefix (unique per run, so runs never take over each other's sessions).
     pub id_prefix: String,
+    /// shadows: N devices (each updates its own shadow, `inflight` requests outstanding).
+    pub devices: usize,
+    /// shadows: the broker's `[storage] durable`, when the harness set it (compare).
+    pub durable: Option<bool>,
 }
 
 impl Params {
@@ -121,6 +131,13 @@ impl Params {
             }
             Scenario::Latency => json!({"qos": qos, "payload": self.payload, "rate": self.rate}),
             Scenario::Connections => json!({"connections": self.connections}),
+            Scenario::Shadows => json!({
+                "qos": qos,
+                "payload": self.payload,
+                "devices": self.devices,
+                "inflight_per_device": self.inflight,
+                "durable": self.durable,
+            }),
         };
         if let (Some(o), Value::Object(e)) = (v.as_object_mut(), extra) {
             o.extend(e);
@@ -148,6 +165,14 @@ impl Params {
             Scenario::Fanin => format!("P={} qos{q} {p}", self.publishers),
             Scenario::Latency => format!("{}/s qos{q} {p}", self.rate),
             Scenario::Connections => format!("N={}", self.connections),
+            Scenario::Shadows => {
+                let d = match self.durable {
+                    Some(true) => " durable",
+                    Some(false) => " non-durable",
+                    None => "",
+                };
+                format!("N={} K={} qos{q} {p}{d}", self.devices, self.inflight)
+            }
         }
     }
 }
@@ -164,6 +189,7 @@ pub fn run(p: &Params) -> Result<Value> {
             let r = rt.block_on(async {
                 match p.scenario {
                     Scenario::Connections => connections(p).await,
+                    Scenario::Shadows => crate::shadows::run(p).await,
                     _ => throughput(p).await,
                 }
             });
