@@ -5,7 +5,7 @@
 //! hash-map operation.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::ids::{ClientId, SessionKey, ShardId};
@@ -16,10 +16,29 @@ pub struct Owner {
     pub key: SessionKey,
 }
 
-#[derive(Default)]
 pub struct Directory {
     owners: Mutex<HashMap<ClientId, Owner>>,
     next_key: AtomicU64,
+    /// Persistent sessions on the session logs of all shards: while there are none, a QoS 1
+    /// publish needs no acknowledgement from the shards it is delivered on.
+    persistent: AtomicUsize,
+    /// Numbers for messages queued in persistent sessions. Starting from the clock (in
+    /// 1/16 µs) keeps them increasing across restarts.
+    next_seq: AtomicU64,
+}
+
+impl Default for Directory {
+    fn default() -> Self {
+        let start = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_micros() as u64 * 16);
+        Directory {
+            owners: Mutex::default(),
+            next_key: AtomicU64::new(0),
+            persistent: AtomicUsize::new(0),
+            next_seq: AtomicU64::new(start),
+        }
+    }
 }
 
 impl Directory {
@@ -43,6 +62,24 @@ impl Directory {
         if owners.get(client).is_some_and(|o| o.key == key) {
             owners.remove(client);
         }
+    }
+
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn persistent_sessions(&self) -> usize {
+        self.persistent.load(Ordering::Acquire)
+    }
+
+    pub fn persistent_added(&self, n: usize) {
+        self.persistent.fetch_add(n, Ordering::AcqRel);
+    }
+
+    pub fn persistent_removed(&self) {
+        let _ = self
+            .persistent
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
     }
 
     pub fn is_current(&self, client: &ClientId, key: SessionKey) -> bool {

@@ -118,3 +118,10 @@ pub async fn commit(step: Result<CommitStep, LogError>) -> Result<Lsn, LogError>
         CommitStep::Done(lsn) => Ok(lsn),
     }
 }
+
+/// A store kept on a `DurableLog`.
+pub trait Logged {
+    fn durable_log(&mut self) -> &mut DurableLog;
+    /// Snapshot and drop old segments if the log has grown enough.
+    fn compact_if_due(&mut self);
+}

@@ -17,6 +17,7 @@ mod notify;
 mod retained_store;
 mod server;
 mod session;
+mod session_store;
 mod shadow;
 mod shard;
 mod storage;

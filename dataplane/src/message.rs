@@ -50,4 +50,6 @@ pub struct Delivery {
     pub retain: bool,
     /// Identifiers of the subscriptions that matched (MQTT 5).
     pub subscription_ids: Vec<u32>,
+    /// Its number in the session log when the session is persistent; 0 when not logged.
+    pub seq: u64,
 }

@@ -173,6 +173,15 @@ fn decode_set(bytes: &[u8], now_ms: u64) -> Result<Option<SharedMessage>, String
     stored_message::decode_message(bytes.get(HEADER..).ok_or("short record")?, now_ms)
 }
 
+impl crate::durable::Logged for RetainedStore {
+    fn durable_log(&mut self) -> &mut DurableLog {
+        &mut self.log
+    }
+    fn compact_if_due(&mut self) {
+        RetainedStore::compact_if_due(self);
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -219,8 +219,10 @@ async fn run_shard(
     }
     if let Some(store) = durable.retained_store {
         shard.set_retained_store(store);
-        glommio::spawn_local(shard.clone().run_retained_commits()).detach();
+        shard.start_retained_commits();
     }
+    let (sessions, recovered) = crate::storage::open_sessions(&config, id)?;
+    shard.restore_sessions(sessions, recovered).await;
     glommio::spawn_local(shard.clone().run_shadow_commits(config.storage.durable)).detach();
     if config.http.enabled {
         let http = listener::bind(config.http.bind)

@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::ids::ShardId;
 use crate::message::SharedMessage;
 use crate::retained_store::RetainedStore;
+use crate::session_store::{RecoveredSession, SessionStore};
 use crate::shadow::service::ShadowService;
 use crate::shadow::store::ShadowStore;
 
@@ -112,4 +113,27 @@ pub fn open_retained(
         stores.push(store);
     }
     Ok((stores, messages))
+}
+
+/// Opens (recovering) a shard's persistent-session log.
+pub fn open_sessions(
+    config: &Config,
+    shard: ShardId,
+) -> anyhow::Result<(SessionStore, Vec<RecoveredSession>)> {
+    let dir = config
+        .storage
+        .data_dir
+        .join(format!("shard-{}", shard.0))
+        .join("sessions");
+    let (store, recovered, recovery) = SessionStore::open(
+        &dir,
+        config.storage.segment_bytes,
+        config.storage.compact_after_bytes,
+        config.storage.durable,
+    )
+    .with_context(|| format!("cannot open the session log in {}", dir.display()))?;
+    for problem in &recovery.corruptions {
+        tracing::warn!(dir = %dir.display(), problem = %problem, "session log damage found and skipped");
+    }
+    Ok((store, recovered))
 }

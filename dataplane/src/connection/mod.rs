@@ -311,7 +311,7 @@ impl Connection {
             version_number: self.key.0,
         };
         if let Some(message) = make(&who) {
-            let _ = self.shard.route(message);
+            self.shard.route_unacked(message);
         }
     }
 
@@ -407,6 +407,7 @@ impl Connection {
             };
             slot.conn = None;
             expiry = slot.session.expiry_secs;
+            shard.persist_session(&slot.session, Some(crate::stored_message::unix_ms()));
             let keep_will = match end {
                 End::ClientDisconnect { publish_will } => *publish_will,
                 End::Killed(Kill::Shutdown) => false,
@@ -444,7 +445,7 @@ impl Connection {
 
 /// Ends an offline session once its expiry passes, unless a connection took it back (which
 /// gives it a new key, so this key no longer finds it).
-fn spawn_expiry(shard: Rc<Shard>, key: SessionKey, client_id: ClientId, secs: u32) {
+pub(crate) fn spawn_expiry(shard: Rc<Shard>, key: SessionKey, client_id: ClientId, secs: u32) {
     glommio::spawn_local(async move {
         glommio::timer::sleep(Duration::from_secs(u64::from(secs))).await;
         let offline = shard

@@ -70,7 +70,8 @@ impl Connection {
         match packet {
             Packet::PubAck(r) => {
                 self.with_session(|shard, slot| {
-                    if slot.session.outbound.on_puback(r.packet_id).is_ok() {
+                    if let Ok(d) = slot.session.outbound.on_puback(r.packet_id) {
+                        shard.persist_done(&slot.session.client_id, &d);
                         shard.pump(slot, Instant::now());
                     }
                 });
@@ -81,7 +82,10 @@ impl Connection {
                 self.with_session(|shard, slot| {
                     match slot.session.outbound.on_pubrec(r.packet_id, r.reason) {
                         Ok(None) => reply = Some(ReasonCode::Success),
-                        Ok(Some(_)) => shard.pump(slot, Instant::now()),
+                        Ok(Some(d)) => {
+                            shard.persist_done(&slot.session.client_id, &d);
+                            shard.pump(slot, Instant::now());
+                        }
                         Err(_) => reply = Some(ReasonCode::PacketIdentifierNotFound),
                     }
                 });
@@ -105,7 +109,8 @@ impl Connection {
             }
             Packet::PubComp(r) => {
                 self.with_session(|shard, slot| {
-                    if slot.session.outbound.on_pubcomp(r.packet_id).is_ok() {
+                    if let Ok(d) = slot.session.outbound.on_pubcomp(r.packet_id) {
+                        shard.persist_done(&slot.session.client_id, &d);
                         shard.pump(slot, Instant::now());
                     }
                 });
@@ -342,7 +347,7 @@ impl Connection {
                     crate::shadow::now_secs(),
                 );
                 if let shadow_service::Output::Publish { topic, payload } = out {
-                    let _ = self.shard.route(Arc::new(Message {
+                    self.shard.route_unacked(Arc::new(Message {
                         topic: topic.into(),
                         payload: payload.into(),
                         qos: QoS::AtLeastOnce,

@@ -16,6 +16,8 @@ pub enum ShardMsg {
         message: SharedMessage,
         ordinary: bool,
         shared: Vec<(ShareGroup, TopicFilter)>,
+        /// Answer once the deliveries are durable (persistent sessions got the message).
+        ack: Option<ReplyTo>,
     },
     /// The sending shard gained (`add`) or lost its last subscriber on `filter`.
     Interest {

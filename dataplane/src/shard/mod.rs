@@ -3,8 +3,10 @@
 //! the retained messages. Nothing here is shared with another thread; other shards are
 //! reached only through [`mesh`] messages.
 
+mod commits;
 pub mod links;
 pub mod mesh;
+mod persistence;
 pub mod replies;
 mod retained;
 mod router;
@@ -102,6 +104,12 @@ pub struct Shard {
     /// The log of the retained topics this shard owns (`storage::retained_owner`).
     pub retained_store: RefCell<Option<crate::retained_store::RetainedStore>>,
     retained_commit: Notify,
+    /// The persistent sessions held by this shard, on its `sessions/` log.
+    pub session_store: RefCell<Option<crate::session_store::SessionStore>>,
+    session_commit: Notify,
+    /// Set while routing one message when a delivery was written to the session log, so
+    /// the publisher's acknowledgement waits for its fsync.
+    persisted_in_route: Cell<bool>,
 }
 
 /// The shard's read scratch buffer: the most one read call takes from a socket.
@@ -149,6 +157,9 @@ impl Shard {
             shadow_commit: Notify::default(),
             retained_store: RefCell::new(None),
             retained_commit: Notify::default(),
+            session_store: RefCell::new(None),
+            session_commit: Notify::default(),
+            persisted_in_route: Cell::new(false),
         })
     }
 
@@ -231,9 +242,20 @@ impl Shard {
                 message,
                 ordinary,
                 shared,
+                ack,
             } => {
-                let mut st = self.state.borrow_mut();
-                self.deliver_local(&mut st, &message, ordinary, &shared);
+                self.persisted_in_route.set(false);
+                {
+                    let mut st = self.state.borrow_mut();
+                    self.deliver_local(&mut st, &message, ordinary, &shared);
+                }
+                if let Some(to) = ack {
+                    if self.persisted_in_route.get() {
+                        self.ack_when_sessions_durable(to);
+                    } else {
+                        self.reply(to, Reply::Ack);
+                    }
+                }
             }
             ShardMsg::Interest {
                 from,

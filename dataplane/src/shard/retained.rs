@@ -49,39 +49,13 @@ impl Shard {
         *self.retained_store.borrow_mut() = Some(store);
     }
 
-    /// Group commit for the retained log; see `durable.rs`.
-    pub async fn run_retained_commits(self: Rc<Self>) {
-        loop {
-            self.retained_commit.notified().await;
-            loop {
-                let step = {
-                    let mut store = self.retained_store.borrow_mut();
-                    let Some(store) = store.as_mut() else { return };
-                    if !store.log.needs_commit() {
-                        break;
-                    }
-                    store.log.begin_commit()
-                };
-                let result = crate::durable::commit(step).await;
-                let answers = {
-                    let mut store = self.retained_store.borrow_mut();
-                    let Some(store) = store.as_mut() else { return };
-                    match result {
-                        Ok(lsn) => {
-                            let answers = store.log.committed(lsn);
-                            store.compact_if_due();
-                            answers
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, "retained log sync failed; retained changes are no longer durable");
-                            store.log.commit_failed()
-                        }
-                    }
-                };
-                for to in answers {
-                    self.reply(to, Reply::Ack);
-                }
-            }
-        }
+    /// Starts the retained log's group-commit task.
+    pub fn start_retained_commits(self: &Rc<Self>) {
+        glommio::spawn_local(self.clone().run_commits(
+            |s| &s.retained_store,
+            |s| &s.retained_commit,
+            "retained",
+        ))
+        .detach();
     }
 }

@@ -21,25 +21,55 @@ impl Shard {
     /// retained. Returns acknowledgements to await before telling the publisher it is done
     /// (only retained changes have any: a subscriber elsewhere must see them at once).
     pub fn route(self: &Rc<Self>, message: SharedMessage) -> Vec<ReplyId> {
+        self.route_inner(message, true)
+    }
+
+    /// Routes a message nobody waits on (a will, an event, a shadow answer): no
+    /// acknowledgements are asked for.
+    pub fn route_unacked(self: &Rc<Self>, message: SharedMessage) {
+        let acks = self.route_inner(message, false);
+        debug_assert!(acks.is_empty());
+    }
+
+    fn route_inner(self: &Rc<Self>, message: SharedMessage, want_acks: bool) -> Vec<ReplyId> {
         let mut acks = Vec::new();
+        // Shards delivering a QoS 1/2 message into a persistent session acknowledge it only
+        // once that is on their session log; while no persistent session exists anywhere,
+        // nobody is asked.
+        let ack_deliveries =
+            want_acks && message.qos != QoS::AtMostOnce && self.directory.persistent_sessions() > 0;
         if message.retain {
             let stored = (!message.payload.is_empty()).then(|| message.clone());
             if retained_owner(&message.topic, self.shard_count) == self.id {
                 // Written here: the PUBACK waits for the fsync, like a peer's ack.
-                let id = self.replies.register();
-                let to = ReplyTo { shard: self.id, id };
-                if !self.persist_retained(&message.topic, stored.as_deref(), Some(to)) {
-                    self.replies.complete(id, Reply::Ack);
+                let to = want_acks.then(|| self.local_reply_to());
+                if !self.persist_retained(&message.topic, stored.as_deref(), to) {
+                    if let Some(to) = to {
+                        self.replies.complete(to.id, Reply::Ack);
+                    }
                 }
-                acks.push(id);
+                acks.extend(to.map(|to| to.id));
             }
             self.apply_retained(&message.topic, stored.clone());
             for peer in self.peers().collect::<Vec<_>>() {
-                acks.push(self.request(peer, |to| ShardMsg::Retained {
-                    topic: message.topic.clone(),
-                    message: stored.clone(),
-                    ack: Some(to),
-                }));
+                let topic = message.topic.clone();
+                let stored = stored.clone();
+                if want_acks {
+                    acks.push(self.request(peer, |to| ShardMsg::Retained {
+                        topic,
+                        message: stored,
+                        ack: Some(to),
+                    }));
+                } else {
+                    self.post_to(
+                        peer,
+                        ShardMsg::Retained {
+                            topic,
+                            message: stored,
+                            ack: None,
+                        },
+                    );
+                }
             }
         }
 
@@ -87,7 +117,20 @@ impl Shard {
                 continue;
             }
             if shard == self.id.0 {
+                self.persisted_in_route.set(false);
                 self.deliver_local(&mut st, &message, wants_ordinary, &shared);
+                if want_acks && self.persisted_in_route.get() {
+                    let to = self.local_reply_to();
+                    self.ack_when_sessions_durable(to);
+                    acks.push(to.id);
+                }
+            } else if ack_deliveries {
+                acks.push(self.request(ShardId(shard), |to| ShardMsg::Publish {
+                    message: message.clone(),
+                    ordinary: wants_ordinary,
+                    shared,
+                    ack: Some(to),
+                }));
             } else {
                 self.post_to(
                     ShardId(shard),
@@ -95,11 +138,20 @@ impl Shard {
                         message: message.clone(),
                         ordinary: wants_ordinary,
                         shared,
+                        ack: None,
                     },
                 );
             }
         }
         acks
+    }
+
+    /// A reply id on this shard, answered by this shard.
+    fn local_reply_to(&self) -> ReplyTo {
+        ReplyTo {
+            shard: self.id,
+            id: self.replies.register(),
+        }
     }
 
     pub(super) fn peers(&self) -> impl Iterator<Item = ShardId> + '_ {
@@ -255,12 +307,22 @@ impl Shard {
             bump(&self.metrics.messages_out_total, 1);
             return;
         }
+        let persistent = slot.session.expiry_secs > 0;
         let delivery = Delivery {
             message: message.clone(),
             retain,
             subscription_ids,
+            seq: if persistent {
+                self.directory.next_seq()
+            } else {
+                0
+            },
         };
-        if slot.session.outbound.enqueue(delivery, qos).is_err() {
+        if persistent {
+            self.persist_queued(&slot.session.client_id, &delivery, qos);
+        }
+        if let Err(full) = slot.session.outbound.enqueue(delivery, qos) {
+            self.persist_done(&slot.session.client_id, &full.0);
             bump(&self.metrics.dropped_queue_full_total, 1);
             if let Some(conn) = &slot.conn {
                 conn.congested(now);
@@ -313,14 +375,18 @@ impl Shard {
         bump(&self.metrics.dropped_expired_total, dropped as u64);
         // A message the client cannot take is treated as delivered ([MQTT-3.1.2-25]).
         for (pid, qos) in too_big {
-            let _ = match qos {
+            let done = match qos {
                 QoS::ExactlyOnce => slot
                     .session
                     .outbound
                     .on_pubrec(pid, iotcore_core::mqtt::ReasonCode::UnspecifiedError)
-                    .map(|_| ()),
-                _ => slot.session.outbound.on_puback(pid).map(|_| ()),
+                    .ok()
+                    .flatten(),
+                _ => slot.session.outbound.on_puback(pid).ok(),
             };
+            if let Some(d) = done {
+                self.persist_done(&slot.session.client_id, &d);
+            }
         }
     }
 }

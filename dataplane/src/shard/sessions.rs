@@ -17,6 +17,7 @@ impl Shard {
     /// Puts a session on this shard, re-creating the trie entries of its subscriptions
     /// (a session moved from another shard brings only its records). Returns interest acks.
     pub fn install_session(&self, key: SessionKey, session: Session) -> Vec<ReplyId> {
+        self.persist_installed(&session);
         let mut acks = Vec::new();
         let mut st = self.state.borrow_mut();
         for record in session.subscriptions.values() {
@@ -52,6 +53,7 @@ impl Shard {
         };
         if let Some(slot) = st.sessions.get_mut(&key) {
             slot.session.subscriptions.insert(full, record);
+            self.persist_session(&slot.session, None);
         }
         (existed, acks)
     }
@@ -67,6 +69,9 @@ impl Shard {
             return false;
         };
         self.remove_from_tries(&mut st, key, &record);
+        if let Some(slot) = st.sessions.get(&key) {
+            self.persist_session(&slot.session, None);
+        }
         true
     }
 
@@ -74,6 +79,7 @@ impl Shard {
     pub fn remove_session(&self, key: SessionKey) -> Option<SessionSlot> {
         let mut st = self.state.borrow_mut();
         let slot = st.sessions.remove(&key)?;
+        self.persist_ended(&slot.session.client_id);
         for record in slot.session.subscriptions.values() {
             self.remove_from_tries(&mut st, key, record);
         }
@@ -123,7 +129,7 @@ impl Shard {
             publisher: client_id.0.clone(),
         });
         // Nobody waits on a will: the acks of a retained will are not needed.
-        let _ = self.route(message);
+        self.route_unacked(message);
     }
 
     /// A new subscription: into the tries, and into the interest table if its filter is new

@@ -86,7 +86,7 @@ impl Shard {
                         expires_at: None,
                         publisher: ByteString::new(),
                     });
-                    let _ = self.route(message);
+                    self.route_unacked(message);
                 }
                 Output::Http { to, status, body } => {
                     self.reply(to, Reply::Http { status, body });

@@ -1,0 +1,418 @@
+//! Persistent sessions (session expiry > 0) on the shard's `sessions/` log, so that a
+//! restart keeps their subscriptions and every QoS 1/2 message they are owed. The PUBACK of
+//! a message queued for such a session waits for the fsync of this record.
+//!
+//! Records, `[format 1][kind]` then:
+//! - 1 session: JSON `{c, e, o, s:[{f, q, nl, rap, rh, id}]}` (client id, expiry seconds,
+//!   offline since (Unix ms) if offline, subscriptions) — rewritten whole on every change;
+//! - 2 queued: `[client len u16][client][seq u64][qos u8][retain u8][ids count u16][ids u32..]`
+//!   then the message in its stored form (`stored_message`);
+//! - 3 done: `[client len u16][client][seq u64]`: acknowledged, or dropped;
+//! - 4 ended: `[client len u16][client]`: the session ended or moved to another shard.
+//!
+//! Replay keeps, per client, the last session record and the queued messages not done
+//! since; compaction snapshots exactly that.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use bytestring::ByteString;
+use iotcore_core::log::{Log, LogConfig, LogError, Recovery};
+use iotcore_core::mqtt::{QoS, RetainHandling, SubscriptionOptions};
+use iotcore_core::topic::SubscriptionFilter;
+use serde::{Deserialize, Serialize};
+
+use crate::durable::DurableLog;
+use crate::ids::ClientId;
+use crate::message::Delivery;
+use crate::session::{Session, SubscriptionRecord};
+use crate::stored_message::{self, unix_ms};
+
+const FORMAT: u8 = 1;
+const SESSION: u8 = 1;
+const QUEUED: u8 = 2;
+const DONE: u8 = 3;
+const ENDED: u8 = 4;
+
+#[derive(Serialize, Deserialize)]
+struct SessionRecord {
+    #[serde(rename = "c")]
+    client: String,
+    #[serde(rename = "e")]
+    expiry_secs: u32,
+    #[serde(rename = "o", default, skip_serializing_if = "Option::is_none")]
+    offline_since_ms: Option<u64>,
+    #[serde(rename = "s")]
+    subscriptions: Vec<SubRecord>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SubRecord {
+    f: String,
+    q: u8,
+    nl: bool,
+    rap: bool,
+    rh: u8,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id: Option<u32>,
+}
+
+/// A session as replay found it.
+pub struct RecoveredSession {
+    pub client_id: ClientId,
+    pub expiry_secs: u32,
+    pub offline_since_ms: Option<u64>,
+    pub subscriptions: Vec<SubscriptionRecord>,
+    /// Owed messages, oldest first (expired ones left out).
+    pub deliveries: Vec<(QoS, Delivery)>,
+}
+
+#[derive(Default)]
+struct Image {
+    session: Vec<u8>,
+    queued: BTreeMap<u64, Vec<u8>>,
+}
+
+impl Image {
+    fn bytes(&self) -> u64 {
+        (self.session.len() + self.queued.values().map(Vec::len).sum::<usize>()) as u64
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionStoreError {
+    #[error("session log: {0}")]
+    Log(#[from] LogError),
+    #[error("session log record at {lsn:?} in {dir}: {message}")]
+    BadRecord {
+        dir: String,
+        lsn: iotcore_core::log::Lsn,
+        message: String,
+    },
+}
+
+pub struct SessionStore {
+    pub log: DurableLog,
+    live: HashMap<ClientId, Image, foldhash::fast::RandomState>,
+    compact_after_bytes: u64,
+    scratch: Vec<u8>,
+}
+
+impl SessionStore {
+    pub fn open(
+        dir: &Path,
+        segment_bytes: u64,
+        compact_after_bytes: u64,
+        durable: bool,
+    ) -> Result<(SessionStore, Vec<RecoveredSession>, Recovery), SessionStoreError> {
+        let (log, recovery) = Log::open(
+            dir,
+            LogConfig {
+                segment_bytes,
+                ..LogConfig::default()
+            },
+        )?;
+        let mut live: HashMap<ClientId, Image, foldhash::fast::RandomState> = HashMap::default();
+        log.replay(|lsn, bytes| {
+            apply(&mut live, bytes).map_err(|message| SessionStoreError::BadRecord {
+                dir: dir.display().to_string(),
+                lsn,
+                message,
+            })
+        })?;
+        let now_ms = unix_ms();
+        let mut recovered = Vec::with_capacity(live.len());
+        for image in live.values() {
+            match recover(image, now_ms) {
+                Ok(Some(s)) => recovered.push(s),
+                Ok(None) => {}
+                Err(message) => {
+                    tracing::warn!(dir = %dir.display(), %message, "persistent session skipped")
+                }
+            }
+        }
+        Ok((
+            SessionStore {
+                log: DurableLog::new(log, durable),
+                live,
+                compact_after_bytes,
+                scratch: Vec::new(),
+            },
+            recovered,
+            recovery,
+        ))
+    }
+
+    /// Writes the session's record (subscriptions, expiry, online or not). Returns true
+    /// when the session was not persisted here before.
+    pub fn put_session(
+        &mut self,
+        session: &Session,
+        offline_since_ms: Option<u64>,
+    ) -> Result<bool, SessionStoreError> {
+        let record = SessionRecord {
+            client: session.client_id.0.to_string(),
+            expiry_secs: session.expiry_secs,
+            offline_since_ms,
+            subscriptions: session
+                .subscriptions
+                .values()
+                .map(|r| SubRecord {
+                    f: r.filter.full().to_string(),
+                    q: r.options.qos as u8,
+                    nl: r.options.no_local,
+                    rap: r.options.retain_as_published,
+                    rh: r.options.retain_handling as u8,
+                    id: r.id,
+                })
+                .collect(),
+        };
+        let mut bytes = vec![FORMAT, SESSION];
+        serde_json::to_writer(&mut bytes, &record).map_err(|e| self.bad(e.to_string()))?;
+        self.log.append(&bytes)?;
+        let image = self.live.entry(session.client_id.clone());
+        let new = matches!(image, std::collections::hash_map::Entry::Vacant(_));
+        image.or_default().session = bytes;
+        Ok(new)
+    }
+
+    /// Writes the session and every message it is owed (a session that just arrived on
+    /// this shard). Returns true when it was not persisted here before.
+    pub fn put_session_full(&mut self, session: &Session) -> Result<bool, SessionStoreError> {
+        let new = self.put_session(session, None)?;
+        for (qos, delivery) in session.outbound.all() {
+            if delivery.seq != 0 {
+                self.queued(&session.client_id, delivery, qos)?;
+            }
+        }
+        Ok(new)
+    }
+
+    /// A QoS 1/2 message was queued for a persistent session (`delivery.seq` set).
+    pub fn queued(
+        &mut self,
+        client: &ClientId,
+        delivery: &Delivery,
+        qos: QoS,
+    ) -> Result<(), SessionStoreError> {
+        let mut r = std::mem::take(&mut self.scratch);
+        r.clear();
+        r.extend_from_slice(&[FORMAT, QUEUED]);
+        put_client(&mut r, client);
+        r.extend_from_slice(&delivery.seq.to_le_bytes());
+        r.push(qos as u8);
+        r.push(u8::from(delivery.retain));
+        let ids = u16::try_from(delivery.subscription_ids.len()).unwrap_or(u16::MAX);
+        r.extend_from_slice(&ids.to_le_bytes());
+        for id in delivery.subscription_ids.iter().take(usize::from(ids)) {
+            r.extend_from_slice(&id.to_le_bytes());
+        }
+        let encoded = stored_message::encode(&delivery.message, &mut r);
+        let result = match encoded {
+            Ok(()) => self.log.append(&r).map(|_| ()).map_err(Into::into),
+            Err(e) => Err(self.bad(e)),
+        };
+        if result.is_ok() {
+            if let Some(image) = self.live.get_mut(client) {
+                image.queued.insert(delivery.seq, r.clone());
+            }
+        }
+        self.scratch = r;
+        result
+    }
+
+    /// A queued message was acknowledged (or dropped).
+    pub fn done(&mut self, client: &ClientId, seq: u64) -> Result<(), SessionStoreError> {
+        let Some(image) = self.live.get_mut(client) else {
+            return Ok(());
+        };
+        if image.queued.remove(&seq).is_none() {
+            return Ok(());
+        }
+        let mut r = vec![FORMAT, DONE];
+        put_client(&mut r, client);
+        r.extend_from_slice(&seq.to_le_bytes());
+        self.log.append(&r)?;
+        Ok(())
+    }
+
+    /// The session ended or left this shard. Returns true if it was persisted here.
+    pub fn ended(&mut self, client: &ClientId) -> Result<bool, SessionStoreError> {
+        if self.live.remove(client).is_none() {
+            return Ok(false);
+        }
+        let mut r = vec![FORMAT, ENDED];
+        put_client(&mut r, client);
+        self.log.append(&r)?;
+        Ok(true)
+    }
+
+    pub fn compact_if_due(&mut self) {
+        let since = self.log.log().stats().bytes_since_snapshot;
+        let live: u64 = self.live.values().map(Image::bytes).sum();
+        if self.log.failed() || since < self.compact_after_bytes || since < 2 * live {
+            return;
+        }
+        let records = self
+            .live
+            .values()
+            .flat_map(|i| std::iter::once(&i.session).chain(i.queued.values()));
+        match self.log.log_mut().write_snapshot(records) {
+            Ok(_) => tracing::info!(sessions = self.live.len(), "session log compacted"),
+            Err(e) => tracing::error!(error = %e, "session log compaction failed"),
+        }
+    }
+
+    fn bad(&self, message: String) -> SessionStoreError {
+        SessionStoreError::BadRecord {
+            dir: self.log.log().dir().display().to_string(),
+            lsn: self.log.log().last_lsn(),
+            message,
+        }
+    }
+}
+
+impl crate::durable::Logged for SessionStore {
+    fn durable_log(&mut self) -> &mut DurableLog {
+        &mut self.log
+    }
+    fn compact_if_due(&mut self) {
+        SessionStore::compact_if_due(self);
+    }
+}
+
+fn put_client(r: &mut Vec<u8>, client: &ClientId) {
+    let bytes = client.0.as_bytes();
+    // Client ids are at most 65535 bytes (limits.max_client_id_bytes is checked to be).
+    let len = u16::try_from(bytes.len()).unwrap_or(u16::MAX);
+    r.extend_from_slice(&len.to_le_bytes());
+    r.extend_from_slice(&bytes[..usize::from(len)]);
+}
+
+/// Reads `[len u16][client]` at `at`; returns the client and the offset after it.
+fn get_client(bytes: &[u8], at: usize) -> Result<(ClientId, usize), String> {
+    let len = bytes
+        .get(at..at + 2)
+        .map(|b| usize::from(u16::from_le_bytes([b[0], b[1]])))
+        .ok_or("short record")?;
+    let raw = bytes.get(at + 2..at + 2 + len).ok_or("short record")?;
+    let s = std::str::from_utf8(raw).map_err(|_| "client id is not UTF-8")?;
+    Ok((ClientId(ByteString::from(s.to_string())), at + 2 + len))
+}
+
+fn get_u64(bytes: &[u8], at: usize) -> Result<u64, String> {
+    bytes
+        .get(at..at + 8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_le_bytes)
+        .ok_or_else(|| "short record".to_string())
+}
+
+fn apply(
+    live: &mut HashMap<ClientId, Image, foldhash::fast::RandomState>,
+    bytes: &[u8],
+) -> Result<(), String> {
+    if bytes.len() < 2 || bytes[0] != FORMAT {
+        return Err("unknown record format".into());
+    }
+    match bytes[1] {
+        SESSION => {
+            let record: SessionRecord =
+                serde_json::from_slice(&bytes[2..]).map_err(|e| e.to_string())?;
+            let client = ClientId(ByteString::from(record.client));
+            live.entry(client).or_default().session = bytes.to_vec();
+        }
+        QUEUED => {
+            let (client, at) = get_client(bytes, 2)?;
+            let seq = get_u64(bytes, at)?;
+            if let Some(image) = live.get_mut(&client) {
+                image.queued.insert(seq, bytes.to_vec());
+            }
+        }
+        DONE => {
+            let (client, at) = get_client(bytes, 2)?;
+            let seq = get_u64(bytes, at)?;
+            if let Some(image) = live.get_mut(&client) {
+                image.queued.remove(&seq);
+            }
+        }
+        ENDED => {
+            let (client, _) = get_client(bytes, 2)?;
+            live.remove(&client);
+        }
+        k => return Err(format!("unknown record kind {k}")),
+    }
+    Ok(())
+}
+
+/// The session of an image, `None` if it has expired.
+fn recover(image: &Image, now_ms: u64) -> Result<Option<RecoveredSession>, String> {
+    let record: SessionRecord =
+        serde_json::from_slice(image.session.get(2..).ok_or("empty session record")?)
+            .map_err(|e| e.to_string())?;
+    if let Some(since) = record.offline_since_ms {
+        if now_ms.saturating_sub(since) >= u64::from(record.expiry_secs) * 1000 {
+            return Ok(None);
+        }
+    }
+    let mut subscriptions = Vec::with_capacity(record.subscriptions.len());
+    for s in record.subscriptions {
+        let filter = SubscriptionFilter::parse(ByteString::from(s.f)).map_err(|e| e.to_string())?;
+        let retain_handling = match s.rh {
+            0 => RetainHandling::OnSubscribe,
+            1 => RetainHandling::OnNewSubscribe,
+            _ => RetainHandling::Never,
+        };
+        subscriptions.push(SubscriptionRecord {
+            filter,
+            options: SubscriptionOptions {
+                qos: QoS::from_u8(s.q).ok_or("bad subscription QoS")?,
+                no_local: s.nl,
+                retain_as_published: s.rap,
+                retain_handling,
+            },
+            id: s.id,
+        });
+    }
+    let mut deliveries = Vec::with_capacity(image.queued.len());
+    for bytes in image.queued.values() {
+        if let Some(d) = queued_delivery(bytes, now_ms)? {
+            deliveries.push(d);
+        }
+    }
+    Ok(Some(RecoveredSession {
+        client_id: ClientId(ByteString::from(record.client)),
+        expiry_secs: record.expiry_secs,
+        offline_since_ms: record.offline_since_ms,
+        subscriptions,
+        deliveries,
+    }))
+}
+
+fn queued_delivery(bytes: &[u8], now_ms: u64) -> Result<Option<(QoS, Delivery)>, String> {
+    let (_, at) = get_client(bytes, 2)?;
+    let seq = get_u64(bytes, at)?;
+    let fixed = bytes.get(at + 8..at + 12).ok_or("short record")?;
+    let qos = QoS::from_u8(fixed[0]).ok_or("bad QoS")?;
+    let retain = fixed[1] != 0;
+    let count = usize::from(u16::from_le_bytes([fixed[2], fixed[3]]));
+    let mut at = at + 12;
+    let mut subscription_ids = Vec::with_capacity(count);
+    for _ in 0..count {
+        let id = bytes.get(at..at + 4).ok_or("short record")?;
+        subscription_ids.push(u32::from_le_bytes([id[0], id[1], id[2], id[3]]));
+        at += 4;
+    }
+    let Some(message) = stored_message::decode_message(&bytes[at..], now_ms)? else {
+        return Ok(None);
+    };
+    Ok(Some((
+        qos,
+        Delivery {
+            message,
+            retain,
+            subscription_ids,
+            seq,
+        },
+    )))
+}

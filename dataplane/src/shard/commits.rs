@@ -1,0 +1,53 @@
+//! The group-commit task of a shard's durable log (retained messages, sessions): wait for
+//! appends, flush, fsync off the shard, then answer what waited (see `durable.rs`).
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use super::replies::Reply;
+use super::Shard;
+use crate::durable::Logged;
+use crate::notify::Notify;
+
+impl Shard {
+    pub(super) async fn run_commits<S: Logged>(
+        self: Rc<Self>,
+        store: fn(&Shard) -> &RefCell<Option<S>>,
+        wake: fn(&Shard) -> &Notify,
+        what: &'static str,
+    ) {
+        loop {
+            wake(&self).notified().await;
+            loop {
+                let step = {
+                    let mut cell = store(&self).borrow_mut();
+                    let Some(s) = cell.as_mut() else { return };
+                    let log = s.durable_log();
+                    if !log.needs_commit() {
+                        break;
+                    }
+                    log.begin_commit()
+                };
+                let result = crate::durable::commit(step).await;
+                let answers = {
+                    let mut cell = store(&self).borrow_mut();
+                    let Some(s) = cell.as_mut() else { return };
+                    match result {
+                        Ok(lsn) => {
+                            let answers = s.durable_log().committed(lsn);
+                            s.compact_if_due();
+                            answers
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, log = what, "log sync failed; changes are no longer durable");
+                            s.durable_log().commit_failed()
+                        }
+                    }
+                };
+                for to in answers {
+                    self.reply(to, Reply::Ack);
+                }
+            }
+        }
+    }
+}
