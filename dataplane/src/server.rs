@@ -46,6 +46,8 @@ struct Lifecycle {
     stop: AtomicBool,
     /// Shards that finished their shutdown (or failed).
     done: AtomicUsize,
+    /// Shards that recovered their state and are about to listen.
+    ready: AtomicUsize,
     failure: Mutex<Option<String>>,
 }
 
@@ -224,6 +226,16 @@ async fn run_shard(
     let (sessions, recovered) = crate::storage::open_sessions(&config, id)?;
     shard.restore_sessions(sessions, recovered).await;
     glommio::spawn_local(shard.clone().run_shadow_commits(config.storage.durable)).detach();
+    // Every shard recovers before any listens: with SO_REUSEPORT the kernel spreads
+    // connections only over the sockets bound so far, so early clients would all land on
+    // the quickest shard.
+    life.ready.fetch_add(1, Ordering::AcqRel);
+    while life.ready.load(Ordering::Acquire) < shards {
+        if life.stop.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        glommio::timer::sleep(Duration::from_millis(1)).await;
+    }
     if config.http.enabled {
         let http = listener::bind(config.http.bind)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.http.bind))?;
@@ -264,6 +276,7 @@ async fn run_shard(
     tracing::debug!(shard = id.0, "stopping");
     drop(listener);
     shutdown(&shard).await;
+    shard.sync_logs();
     shard.publish_metrics(&snapshot);
     tracing::debug!(shard = id.0, "stopped");
     Ok(())

@@ -51,3 +51,25 @@ impl Shard {
         }
     }
 }
+
+impl Shard {
+    /// At shutdown: everything appended reaches the disk (with `durable = false` too), on
+    /// this thread, since nothing else is left to serve.
+    pub fn sync_logs(&self) {
+        let mut results = Vec::new();
+        if let Some(s) = self.shadows.borrow_mut().as_mut() {
+            results.push(("shadows", s.store.log_mut().sync().map(|_| ())));
+        }
+        if let Some(s) = self.retained_store.borrow_mut().as_mut() {
+            results.push(("retained", s.log.log_mut().sync().map(|_| ())));
+        }
+        if let Some(s) = self.session_store.borrow_mut().as_mut() {
+            results.push(("sessions", s.log.log_mut().sync().map(|_| ())));
+        }
+        for (log, result) in results {
+            if let Err(e) = result {
+                tracing::error!(shard = self.id.0, log, error = %e, "cannot sync the log at shutdown");
+            }
+        }
+    }
+}
