@@ -97,6 +97,49 @@ def test_update_get_delete_round_trip(broker, client_factory, uid, shadow):
     assert_error(body, 404, no_shadow_message(thing, shadow), "d2")
 
 
+def test_mqtt_311_client_uses_shadows(broker, client_factory, uid):
+    thing = thing_name(uid)
+    s = ShadowMqtt(client_factory(version=4), thing, "v311")
+    acc = s.update({"state": {"reported": {"proto": 4}}, "clientToken": "v4"})
+    assert (acc["version"], acc["clientToken"]) == (1, "v4")
+    assert s.wait("update/documents")["current"]["state"] == {"reported": {"proto": 4}}
+    assert s.get()["state"] == {"reported": {"proto": 4}}
+    kind, body = s.request("update", b"nope")
+    assert kind == "rejected"
+    assert_error(body, 400, "Invalid JSON")
+
+
+def test_wildcard_subscribers_see_every_things_answers(broker, client_factory, uid):
+    """An application watching all things: `$aws/things/+/shadow/name/+/update/documents`
+    and `$aws/things/+/shadow/+/accepted` (a `+` below `$aws` matches as usual)."""
+    things = [thing_name(uid, f"-{i}") for i in range(2)]
+    app = client_factory()
+    assert app.subscribe([("$aws/things/+/shadow/name/+/update/documents", 1),
+                          ("$aws/things/+/shadow/+/accepted", 1)]) == [1, 1]
+    device = client_factory()
+    for t in things:
+        ShadowMqtt(device, t, "w", responses=("update/accepted",)).update({"state": {"reported": {"t": t}}})
+    # thing 0 gets a classic shadow, then both classic shadows are read: thing 0's
+    # update/accepted and get/accepted match `shadow/+/accepted`, thing 1's get/rejected
+    # does not (nor do the named shadows' 8-level update/accepted topics)
+    classic = [ShadowMqtt(device, t, responses=("update/accepted", "get/accepted", "get/rejected"))
+               for t in things]
+    classic[0].update({"state": {"desired": {"c": 0}}})
+    assert classic[0].get()["version"] == 1
+    assert classic[1].request("get")[0] == "rejected"
+    got = app.get_n(4)
+    docs = sorted((m for m in got if m.topic.endswith("/update/documents")), key=lambda m: m.topic)
+    assert [m.topic for m in docs] == sorted(f"{prefix(t, 'w')}/update/documents" for t in things)
+    for m in docs:
+        t = m.topic.split("/")[2]
+        assert json.loads(m.payload)["current"]["state"] == {"reported": {"t": t}}
+    gets = [m for m in got if not m.topic.endswith("/update/documents")]
+    assert [m.topic for m in gets] == [f"{prefix(things[0])}/update/accepted",
+                                       f"{prefix(things[0])}/get/accepted"]
+    assert json.loads(gets[1].payload)["state"] == {"desired": {"c": 0}, "delta": {"c": 0}}
+    app.expect_none(0.3)
+
+
 def test_classic_and_named_shadows_are_separate(broker, client_factory, uid):
     thing = thing_name(uid)
     c = client_factory()

@@ -292,7 +292,7 @@ def test_rest_update_publishes_accepted_delta_and_documents(broker, client_facto
 def list_page(broker, thing, **query):
     from urllib.parse import urlencode
     q = urlencode(query)
-    return rest(broker, "GET", LIST + thing + (f"?{q}" if q else ""), timeout=3)
+    return rest(broker, "GET", LIST + thing + (f"?{q}" if q else ""), timeout=2)
 
 
 def test_list_is_answered_whichever_shard_takes_the_connection(broker, uid):
@@ -308,7 +308,7 @@ def test_list_is_answered_whichever_shard_takes_the_connection(broker, uid):
             assert ok(list_page(broker, thing))["results"] == ["only"]
         except TimeoutError:
             unanswered += 1
-    assert unanswered == 0, f"{unanswered} of 12 ListNamedShadowsForThing requests got no answer within 3 s"
+    assert unanswered == 0, f"{unanswered} of 12 ListNamedShadowsForThing requests got no answer within 2 s"
 
 
 def test_list_named_shadows_paging(broker, uid):
