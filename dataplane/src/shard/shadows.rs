@@ -34,6 +34,13 @@ impl Shard {
         page_size: usize,
     ) -> super::replies::ReplyId {
         let owner = owner_of(&thing, self.shard_count);
+        if owner == self.id {
+            // No mesh to oneself: answer in place (the reply completes locally).
+            let id = self.replies.register();
+            let reply = ReplyTo { shard: self.id, id };
+            self.answer_shadow_list(&thing, next_token.as_deref(), page_size, reply);
+            return id;
+        }
         self.request(owner, |reply| ShardMsg::ShadowList {
             thing,
             next_token,
