@@ -18,8 +18,9 @@ use crate::storage::retained_owner;
 
 impl Shard {
     /// Routes a message to every matching subscriber on every shard, and stores it if it is
-    /// retained. Returns acknowledgements to await before telling the publisher it is done
-    /// (only retained changes have any: a subscriber elsewhere must see them at once).
+    /// retained. Returns acknowledgements to await before telling the publisher it is done:
+    /// a retained change must be seen by every shard (and be on its owner's log), and a
+    /// message queued for a persistent session must be on that shard's session log.
     pub fn route(self: &Rc<Self>, message: SharedMessage) -> Vec<ReplyId> {
         self.route_inner(message, true)
     }
