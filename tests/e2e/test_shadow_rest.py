@@ -392,11 +392,10 @@ def test_list_page_size_limits(broker_factory, uid):
 # -------------------------------------------------------------------- 429 over REST
 
 def test_rest_burst_beyond_in_flight_limit_gets_429(broker_factory, uid):
-    """Concurrent POSTs for one thing with max_in_flight_per_thing=2: each is answered
-    200 or 429 "Too many requests" (with its clientToken), and the shadow's version is the
-    number of 200s. Whether a 429 happens depends on the requests overlapping an fsync,
-    so this test asserts the accounting, not that one occurred (the MQTT burst test in
-    test_shadow_mqtt.py provokes it deterministically)."""
+    """16 concurrent POSTs for one thing with max_in_flight_per_thing=2: each is answered
+    200 or 429 "Too many requests" (with its clientToken), some are refused (in 30 runs
+    2 to 5 were accepted: the requests pile up behind the first group commit's fsync), and
+    the shadow's version is the number of 200s."""
     b = broker_factory(max_in_flight_per_thing=2)
     thing = thing_name(uid)
     path = shadow_path(thing)
@@ -437,6 +436,7 @@ def test_rest_burst_beyond_in_flight_limit_gets_429(broker_factory, uid):
         else:
             assert status == 429, body
             assert_error(body, 429, "Too many requests", f"c{i}")
+    assert 1 <= accepted < n, f"{accepted} of {n} concurrent updates accepted"
     got = ok(rest(b, "GET", path))
     assert got["version"] == accepted
     assert got["state"]["reported"] == {f"k{i}": i for i, (st, _) in enumerate(results) if st == 200}
