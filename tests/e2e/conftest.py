@@ -115,7 +115,7 @@ class Broker:
         self.kind = BROKER_KIND
         cfg = {k: dict(v) for k, v in BASE_CONFIG.items()}
         for key, value in overrides.items():
-            cfg[SECTION.get(key, "limits")][key] = value
+            cfg.setdefault(SECTION.get(key, "limits"), {})[key] = value
         cfg["mqtt"]["bind"] = f"{self.host}:{self.port}"
         # Not in the original contract: the broker also has an admin HTTP listener
         # ([admin] bind, default 127.0.0.1:9883). Give each instance its own port so several
