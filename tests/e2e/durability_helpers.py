@@ -171,15 +171,17 @@ class ConnectionLost(Exception):
 
 
 class ShadowWriter(Worker):
-    """The only writer of one thing's classic shadow: sends `{"state":{"reported":{"n":n}}}`
+    """The only writer of `key` in one thing's classic shadow: sends
+    `{"state":{"reported":{key:n}}}`
     for n = start, start+1, ... one at a time (`limit` of them, or until the connection is
     lost), recording each one sent (`sent`) and each
     answered on /update/accepted with its version (`accepted`, in order)."""
 
-    def __init__(self, broker, thing: str, start: int, limit: int | None = None):
-        super().__init__(f"shadow-{thing}")
+    def __init__(self, broker, thing: str, start: int, limit: int | None = None, key="n"):
+        super().__init__(f"shadow-{thing}-{key}")
         self.broker = broker
         self.thing = thing
+        self.key = key
         self.next_n = start
         self.limit = limit
         self.sent: list[int] = []
@@ -188,7 +190,7 @@ class ShadowWriter(Worker):
 
     def stream(self):
         pre = f"$aws/things/{self.thing}/shadow"
-        c = paho_client(self.broker, f"w-{self.thing}-{self.next_n}")
+        c = paho_client(self.broker, f"w-{self.thing}-{self.key}-{self.next_n}")
         inbox: list = []
         c.on_message = lambda client, userdata, m: inbox.append(m)
         subscribe(c, [(f"{pre}/update/accepted", 1), (f"{pre}/update/rejected", 1)])
@@ -198,10 +200,10 @@ class ShadowWriter(Worker):
                 break
             n = self.next_n
             self.next_n += 1
-            token = f"{self.thing}:{n}"
+            token = f"{self.key}-{n}"
             self.sent.append(n)
             c.publish(f"{pre}/update", json.dumps(
-                {"state": {"reported": {"n": n}}, "clientToken": token}), qos=1)
+                {"state": {"reported": {self.key: n}}, "clientToken": token}), qos=1)
             answer = None
             deadline = time.monotonic() + 10
             while answer is None:
@@ -215,7 +217,7 @@ class ShadowWriter(Worker):
                 inbox.clear()
             topic, body = answer
             if topic.endswith("/accepted"):
-                assert body["state"]["reported"]["n"] == n, body
+                assert body["state"]["reported"][self.key] == n, body
                 self.accepted.append((n, body["version"]))
             else:
                 self.rejected.append(body)
