@@ -476,8 +476,8 @@ fn shadow_table(variants: &[Variant], runs: usize) -> String {
             opt(&m, "p99_us"),
             opt(&m, "p999_us"),
             opt(&m, "max_us"),
-            opt(&m, "rejected"),
-            opt(&m, "rejected_429"),
+            count(&m, "rejected"),
+            count(&m, "rejected_429"),
             opt(&m, "generator_cpu_pct"),
             opt(&m, "broker_cpu_pct"),
             num(&m, "broker_rss_kib")
@@ -487,6 +487,12 @@ fn shadow_table(variants: &[Variant], runs: usize) -> String {
         );
     }
     t
+}
+
+fn count(v: &Value, k: &str) -> String {
+    num(v, k)
+        .map(|x| format!("{x:.0}"))
+        .unwrap_or_else(|| "-".into())
 }
 
 fn brief(s: Scenario, v: &Value) -> String {
