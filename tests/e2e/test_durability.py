@@ -24,6 +24,19 @@ pytestmark = pytest.mark.iotcore
 
 DAMAGE_WARNING = "shadow log damage found and skipped"
 
+# Storage settings the kill tests run with: the defaults; 4 KiB segments (the kill may
+# land while a segment is being closed and the next created); and, on top, compaction after
+# 8 KiB (the kill may land while a snapshot is written and old segments deleted).
+STORAGE = {
+    "default": {},
+    "small_segments": {"segment_bytes": 4096},
+    "compacting": {"segment_bytes": 4096, "compact_after_bytes": 8192},
+}
+
+
+def snapshots(data_dir, log: str) -> list:
+    return sorted(data_dir.glob(f"shard-*/{log}/*.snap"))
+
 
 # ---------------------------------------------------------------- reading state back
 
@@ -110,7 +123,8 @@ def check_against_acks(found, acked, sent, what):
 # ---------------------------------------------------------------- 1. shadows under kill -9
 
 
-def test_shadow_updates_survive_kill9(brokers, uid):
+@pytest.mark.parametrize("storage", STORAGE, ids=list(STORAGE))
+def test_shadow_updates_survive_kill9(brokers, uid, storage):
     """7 writers with a thing each, and 3 more sharing one thing (each its own reported key),
     stream updates; the broker is killed with SIGKILL after 300 acknowledged ones, three
     times over. After each restart every shadow is at least at its last acknowledged update,
@@ -124,7 +138,7 @@ def test_shadow_updates_survive_kill9(brokers, uid):
     next_n = {s: 1 for s in slots}
     found = None
     for cycle in range(3):
-        b = brokers.start()
+        b = brokers.start(**STORAGE[storage])
         if cycle:
             found = read_shadows(b, things)
             check_against_acks(found, acked, sent, f"after kill #{cycle}")
@@ -149,14 +163,17 @@ def test_shadow_updates_survive_kill9(brokers, uid):
                 acked[slot] = w.accepted[-1]
             next_n[slot] = max(sent[slot], default=0) + 1
     assert set(acked) == set(slots), f"writers without any accepted update: {set(slots) - set(acked)}"
-    b = brokers.start()
+    b = brokers.start(**STORAGE[storage])
     check_against_acks(read_shadows(b, things), acked, sent, "after kill #3")
+    if storage == "compacting":
+        assert snapshots(brokers.data_dir, "shadows"), "no shadow snapshot was written"
 
 
 # ---------------------------------------------------------------- 2. retained under kill -9
 
 
-def test_retained_survives_kill9(brokers, uid):
+@pytest.mark.parametrize("storage", STORAGE, ids=list(STORAGE))
+def test_retained_survives_kill9(brokers, uid, storage):
     """QoS 1 retained publishes to 40 topics, values increasing per topic; SIGKILL after
     500 PUBACKs, twice. Every PUBACKed topic's retained value is then at least its last
     PUBACKed value."""
@@ -166,7 +183,7 @@ def test_retained_survives_kill9(brokers, uid):
     last_acked: dict[str, int] = {}
     sent: dict[str, set[int]] = {}
     for cycle in range(2):
-        b = brokers.start()
+        b = brokers.start(**STORAGE[storage])
         if cycle:
             check_retained(b, prefix, last_acked, sent, f"after kill #{cycle}")
         start = base
@@ -186,8 +203,10 @@ def test_retained_survives_kill9(brokers, uid):
             t = f"{prefix}/{v % topics}"
             last_acked[t] = max(last_acked.get(t, -1), v)
         base = start + len(pub.sent)
-    b = brokers.start()
+    b = brokers.start(**STORAGE[storage])
     check_retained(b, prefix, last_acked, sent, "after kill #2")
+    if storage == "compacting":
+        assert snapshots(brokers.data_dir, "retained"), "no retained snapshot was written"
 
 
 def check_retained(b, prefix, last_acked, sent, what):
@@ -223,29 +242,43 @@ def check_retained(b, prefix, last_acked, sent, what):
 # ---------------------------------------------------------------- 3. persistent sessions
 
 
-def test_persistent_session_queue_survives_kill9(brokers, uid):
-    """Two offline persistent sessions (MQTT 5 expiry 3600, MQTT 3.1.1 clean session false)
-    subscribed QoS 1 to q/#; a publisher streams numbered QoS 1 messages; SIGKILL after 1000
-    PUBACKs. After the restart both sessions resume and receive every PUBACKed message, and
-    their subscriptions still work."""
-    over = {"max_queued_messages": 100000}
+@pytest.mark.parametrize("storage", STORAGE, ids=list(STORAGE))
+def test_persistent_session_queue_survives_kill9(brokers, uid, storage):
+    """Persistent sessions subscribed QoS 1 to q/#: two offline (MQTT 5 expiry 3600, MQTT
+    3.1.1 clean session false) and one online, acknowledging as messages arrive. A publisher
+    streams numbered QoS 1 messages; SIGKILL after 1000 PUBACKs. After the restart every
+    session resumes, and every PUBACKed message reaches each of them (the online one: before
+    the kill or after the restart); their subscriptions still work."""
+    over = {"max_queued_messages": 100000, **STORAGE[storage]}
     b = brokers.start(**over)
     prefix = f"q/{uid}"
     subs = {
         "v5": dict(client_id=f"s5-{uid}", version=5, connect_props={"SessionExpiryInterval": 3600}),
         "v3": dict(client_id=f"s3-{uid}", version=4),
+        "online": dict(client_id=f"sl-{uid}", version=5, connect_props={"SessionExpiryInterval": 3600}),
     }
-    for kw in subs.values():
-        c = TClient(b.host, b.port, clean=True, **kw) if kw["version"] == 5 else \
-            TClient(b.host, b.port, clean=False, **kw)
+    before: dict[str, set[int]] = {name: set() for name in subs}
+    online = None
+    for name, kw in subs.items():
+        c = TClient(b.host, b.port, clean=kw["version"] == 5, **kw)
         assert c.subscribe(f"{prefix}/#", 1) == [1]
-        c.disconnect()
+        if name == "online":
+            online = c
+        else:
+            c.disconnect()
 
-    pub = Publisher(b, f"qpub-{uid}", lambda seq: (f"{prefix}/{seq % 4}", str(seq).encode()))
-    run_until_killed(brokers, b, [pub], lambda: len(pub.acked), 1000)
+    try:
+        pub = Publisher(b, f"qpub-{uid}", lambda seq: (f"{prefix}/{seq % 4}", str(seq).encode()))
+        run_until_killed(brokers, b, [pub], lambda: len(pub.acked), 1000)
+        online.wait_disconnected()
+        before["online"] = {int(m.payload) for m in online.drain()}
+    finally:
+        online.close()
     assert not pub.failed, f"PUBACK errors: {pub.failed[:5]}"
+    assert before["online"], "the online subscriber received nothing before the kill"
     acked = set(pub.acked)
     sent = set(pub.sent)
+    assert before["online"] <= sent
 
     b = brokers.start(**over)
     for name, kw in subs.items():
@@ -254,13 +287,14 @@ def test_persistent_session_queue_survives_kill9(brokers, uid):
             assert c.session_present, f"{name}: session not present after the restart"
             got: set[int] = set()
             deadline = time.monotonic() + 10
-            while not acked <= got:
+            while not acked <= got | before[name]:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    missing = sorted(acked - got)
+                    missing = sorted(acked - got - before[name])
                     raise AssertionError(
-                        f"{name}: {len(missing)} of {len(acked)} PUBACKed messages not delivered after "
-                        f"the restart (first missing seqs {missing[:20]}; received {len(got)})")
+                        f"{name}: {len(missing)} of {len(acked)} PUBACKed messages never delivered "
+                        f"(first missing seqs {missing[:20]}; received {len(before[name])} before the "
+                        f"kill, {len(got)} after the restart; {len(sent)} sent)")
                 m = c.get(left)
                 seq = int(m.payload)
                 assert seq in sent, f"{name}: message {seq} was never published"
@@ -279,6 +313,8 @@ def test_persistent_session_queue_survives_kill9(brokers, uid):
                 assert int(m.payload) in sent  # a late duplicate or unacknowledged message
         finally:
             c.close()
+    if storage == "compacting":
+        assert snapshots(brokers.data_dir, "sessions"), "no session snapshot was written"
 
 
 # ---------------------------------------------------------------- 4. torn tail
