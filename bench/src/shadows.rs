@@ -354,7 +354,14 @@ pub async fn run(p: &Params) -> Result<Value> {
             p.qos,
             p.payload,
         )?;
-        set.spawn(device(c, tpl, k, shared.clone(), hard_deadline));
+        // With --rate, each device sends at rate/N per second, the devices' schedules
+        // spread evenly over one interval.
+        let pace = (p.rate > 0).then(|| {
+            let interval = Duration::from_secs_f64(n as f64 / p.rate as f64);
+            let offset = interval.mul_f64(i as f64 / n as f64);
+            (interval, offset)
+        });
+        set.spawn(device(c, tpl, k, pace, shared.clone(), hard_deadline));
     }
 
     sleep(p.warmup).await;
@@ -452,9 +459,11 @@ async fn device(
     c: Client,
     tpl: UpdateTemplate,
     window: usize,
+    pace: Option<(Duration, Duration)>,
     sh: Arc<Shared>,
     deadline: tokio::time::Instant,
 ) -> Result<()> {
+    let mut next_send = tokio::time::Instant::now() + pace.map_or(Duration::ZERO, |p| p.1);
     let Client {
         mut stream,
         mut buf,
@@ -480,7 +489,12 @@ async fn device(
             let mut sent = 0u64;
             if !stopping {
                 let now = Instant::now();
-                while outstanding.len() < window {
+                while outstanding.len() < window
+                    && pace.is_none_or(|_| tokio::time::Instant::now() >= next_send)
+                {
+                    if let Some((interval, _)) = pace {
+                        next_send += interval;
+                    }
                     seq += 1;
                     pid = if pid == u16::MAX { 1 } else { pid + 1 };
                     tpl.append(&mut out, pid, seq);
@@ -502,7 +516,13 @@ async fn device(
                 return Ok(());
             }
             buf.reserve(READ_CHUNK);
-            match timeout_at(deadline, stream.read_buf(&mut buf)).await {
+            // Paced and below the window: wake for the next send if no answer comes first.
+            let wake = match pace {
+                Some(_) if outstanding.len() < window => next_send.min(deadline),
+                _ => deadline,
+            };
+            match timeout_at(wake, stream.read_buf(&mut buf)).await {
+                Err(_) if wake < deadline => continue,
                 Err(_) => return Ok(()),
                 Ok(r) => {
                     if r.context("device read")? == 0 {

@@ -115,6 +115,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         // glommio polls for I/O at least this often while tasks are runnable; the default
         // (100 ms) would let one busy connection delay every other one on its shard.
         .preempt_timer(PREEMPT_TIMER)
+        // The fsync thread of each shard may run on any core. glommio's default pins it
+        // like the shards (every shard's to the same first core), where a busy shard delays
+        // it by scheduler slices: durable answers waited milliseconds for an idle disk.
+        .blocking_thread_pool_placement(PoolPlacement::Unbound(1))
         .on_all_shards(move || {
             let config = config.clone();
             let directory = directory.clone();
@@ -225,7 +229,7 @@ async fn run_shard(
     }
     let (sessions, recovered) = crate::storage::open_sessions(&config, id)?;
     shard.restore_sessions(sessions, recovered).await;
-    glommio::spawn_local(shard.clone().run_shadow_commits(config.storage.durable)).detach();
+    shard.start_shadow_commits(config.storage.durable);
     // Every shard recovers before any listens: with SO_REUSEPORT the kernel spreads
     // connections only over the sockets bound so far, so early clients would all land on
     // the quickest shard.

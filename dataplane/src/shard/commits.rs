@@ -10,6 +10,25 @@ use crate::durable::Logged;
 use crate::notify::Notify;
 
 impl Shard {
+    /// Spawns a group-commit task into the commit queue (created on first use).
+    pub(super) fn spawn_commit_task(&self, task: impl std::future::Future<Output = ()> + 'static) {
+        let queue = self.commit_queue.get().unwrap_or_else(|| {
+            let q = glommio::executor().create_task_queue(
+                glommio::Shares::Static(1000),
+                glommio::Latency::Matters(std::time::Duration::from_millis(1)),
+                "commits",
+            );
+            self.commit_queue.set(Some(q));
+            q
+        });
+        match glommio::spawn_local_into(task, queue) {
+            Ok(t) => {
+                t.detach();
+            }
+            Err(e) => tracing::error!(error = %e, "cannot start a commit task"),
+        }
+    }
+
     pub(super) async fn run_commits<S: Logged>(
         self: Rc<Self>,
         store: fn(&Shard) -> &RefCell<Option<S>>,

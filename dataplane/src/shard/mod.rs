@@ -110,6 +110,9 @@ pub struct Shard {
     /// Set while routing one message when a delivery was written to the session log, so
     /// the publisher's acknowledgement waits for its fsync.
     persisted_in_route: Cell<bool>,
+    /// A task queue for the group-commit tasks, whose turn must not wait behind a round of
+    /// every busy connection (answers wait on them): `Latency::Matters`.
+    commit_queue: Cell<Option<glommio::TaskQueueHandle>>,
 }
 
 /// The shard's read scratch buffer: the most one read call takes from a socket.
@@ -160,6 +163,7 @@ impl Shard {
             session_store: RefCell::new(None),
             session_commit: Notify::default(),
             persisted_in_route: Cell::new(false),
+            commit_queue: Cell::new(None),
         })
     }
 

@@ -141,12 +141,11 @@ impl Shard {
         }
         *self.session_store.borrow_mut() = Some(store);
         self.directory.persistent_added(count);
-        glommio::spawn_local(self.clone().run_commits(
+        self.spawn_commit_task(self.clone().run_commits(
             |s| &s.session_store,
             |s| &s.session_commit,
             "sessions",
-        ))
-        .detach();
+        ));
         self.await_acks(acks).await;
         if count > 0 {
             tracing::info!(

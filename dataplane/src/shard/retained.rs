@@ -51,11 +51,10 @@ impl Shard {
 
     /// Starts the retained log's group-commit task.
     pub fn start_retained_commits(self: &Rc<Self>) {
-        glommio::spawn_local(self.clone().run_commits(
+        self.spawn_commit_task(self.clone().run_commits(
             |s| &s.retained_store,
             |s| &s.retained_commit,
             "retained",
-        ))
-        .detach();
+        ));
     }
 }

@@ -105,7 +105,7 @@ impl Shard {
     /// Group commit: whatever was appended while the previous fsync ran is made durable by
     /// the next one, on glommio's blocking thread pool so the shard keeps serving; then the
     /// answers that waited for it go out.
-    pub async fn run_shadow_commits(self: Rc<Self>, durable: bool) {
+    async fn run_shadow_commits(self: Rc<Self>, durable: bool) {
         loop {
             self.shadow_commit.notified().await;
             loop {
@@ -152,6 +152,10 @@ impl Shard {
                 self.emit_shadow_outputs(outputs);
             }
         }
+    }
+
+    pub fn start_shadow_commits(self: &Rc<Self>, durable: bool) {
+        self.spawn_commit_task(self.clone().run_shadow_commits(durable));
     }
 
     /// Installs the shard's shadow service (opened by the server at start-up).
