@@ -97,6 +97,13 @@ def paho_client(broker, client_id: str, version=5, clean=True, session_expiry=0,
         connack["present"] = bool(flags.session_present)
 
     c.on_connect = on_connect
+
+    def on_disconnect(client, userdata, flags, rc, properties):
+        client.disconnect_reason = (rc.value if hasattr(rc, "value") else int(rc), str(rc),
+                                    getattr(properties, "ReasonString", None))
+
+    c.on_disconnect = on_disconnect
+    c.disconnect_reason = None
     c.max_inflight_messages_set(window)
     ckw = {}
     if version == 5:
@@ -145,13 +152,15 @@ class Worker(threading.Thread):
         self.halt = threading.Event()
         self.ready = threading.Event()
         self.lost = False
+        self.lost_reason = None
         self.error: BaseException | None = None
 
     def run(self):
         try:
             self.stream()
-        except ConnectionLost:
+        except ConnectionLost as e:
             self.lost = True
+            self.lost_reason = e.args
         except BaseException as e:  # noqa: BLE001 (reported by the test)
             self.error = e
         finally:
@@ -163,7 +172,7 @@ class Worker(threading.Thread):
     def pump(self, c: mqtt.Client, timeout=0.01):
         rc = c.loop(timeout)
         if rc != mqtt.MQTT_ERR_SUCCESS:
-            raise ConnectionLost()
+            raise ConnectionLost(rc, c.disconnect_reason)
 
 
 class ConnectionLost(Exception):
@@ -287,7 +296,8 @@ def run_until_killed(brokers: Brokers, broker, workers: list[Worker], progress, 
         for w in workers:
             if w.error is not None:
                 raise AssertionError(f"{w.name} failed before the kill: {w.error!r}")
-            assert w.is_alive(), f"{w.name} stopped before the kill"
+            assert w.is_alive(), (f"{w.name} stopped before the kill (connection lost: {w.lost_reason}); "
+                                  f"broker stderr:\n{broker.stderr()[-3000:]}")
         assert time.monotonic() < deadline, f"only {progress()} of {threshold} acknowledged within {timeout}s"
         time.sleep(0.01)
     brokers.crash(broker)
@@ -336,7 +346,7 @@ def shadow_records(seg: Path) -> list[tuple[int, str, dict]]:
     return out
 
 
-def run_to_end(workers: list[Worker], timeout=15.0) -> None:
+def run_to_end(workers: list[Worker], timeout=15.0, broker=None) -> None:
     """Runs workers that stop by themselves (a `limit`) and checks they all finished."""
     for w in workers:
         w.start()
@@ -346,7 +356,8 @@ def run_to_end(workers: list[Worker], timeout=15.0) -> None:
     for w in workers:
         assert not w.is_alive(), f"{w.name} did not finish within {timeout}s"
         assert w.error is None, f"{w.name}: {w.error!r}"
-        assert not w.lost, f"{w.name}: connection lost"
+        assert not w.lost, (f"{w.name}: connection lost: {w.lost_reason}; broker stderr:\n"
+                            f"{broker.stderr()[-3000:] if broker else ''}")
 
 
 ANSI = __import__("re").compile(r"\x1b\[[0-9;]*m")

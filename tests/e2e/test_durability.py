@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import zlib
 
 import pytest
 
@@ -323,7 +324,7 @@ def test_persistent_session_queue_survives_kill9(brokers, uid, storage):
 def write_shadows(broker, things, rounds):
     """`rounds` acknowledged updates per thing (n = 1..rounds, version = n)."""
     ws = [ShadowWriter(broker, t, 1, limit=rounds) for t in things]
-    run_to_end(ws)
+    run_to_end(ws, broker=broker)
     for w in ws:
         assert [n for n, _ in w.accepted] == list(range(1, rounds + 1)), w.accepted
         assert [v for _, v in w.accepted] == list(range(1, rounds + 1)), w.accepted
@@ -362,8 +363,10 @@ def test_torn_tail_of_shadow_log(brokers, uid, damage):
     elif damage == "cut_header":
         seg.write_bytes(data[:off + 5])
     else:
-        # a plausible length, then bytes whose checksum cannot match
-        seg.write_bytes(data + (40).to_bytes(4, "little") + b"\xde\xad\xbe\xef" + os.urandom(20))
+        # a whole record whose checksum does not match, then a partial one
+        junk = os.urandom(20)
+        bad_crc = (zlib.crc32((20).to_bytes(4, "little") + junk) ^ 1).to_bytes(4, "little")
+        seg.write_bytes(data + (20).to_bytes(4, "little") + bad_crc + junk + b"\x07\x00")
 
     b = brokers.start()
     found = version_n(read_shadows(b, things))
@@ -395,15 +398,20 @@ def test_corrupted_record_in_shadow_log(brokers, uid, where):
     the damage, and serve exactly what the policy keeps: in the damaged segment the records
     before the bad one, and every other segment in full. New updates work and survive."""
     over = {"segment_bytes": 4096}
-    early = [thing_name(uid, f"-e{i}") for i in range(4)]
+    early = [thing_name(uid, f"-e{i}") for i in range(8)]
     stream = [thing_name(uid, f"-s{i}") for i in range(8)]
     b = brokers.start(**over)
-    write_shadows(b, early, 3)
+    write_shadows(b, early, 3)  # n = 1..3 of each, all in the first segment
     write_shadows(b, stream, 40)
     brokers.stop(b)
 
-    # the shard with the most segments
-    log_dir = max(brokers.data_dir.glob("shard-*/shadows"), key=lambda d: len(segments(d)))
+    # the shard with the most segments among those holding some of the early things
+    # (whose last records are then in its first segment)
+    def early_on(d):
+        segs = segments(d)
+        return bool(segs) and any(t in early for _, t, _ in shadow_records(segs[0]))
+    log_dir = max((d for d in brokers.data_dir.glob("shard-*/shadows") if early_on(d)),
+                  key=lambda d: len(segments(d)))
     segs = segments(log_dir)
     assert len(segs) >= 3, f"expected several segments in {log_dir}: {segs}"
     per_seg = {s: shadow_records(s) for s in segs}
@@ -439,17 +447,24 @@ def test_corrupted_record_in_shadow_log(brokers, uid, where):
     err = plain_stderr(b)
     assert DAMAGE_WARNING in err and target.name in err, f"no corruption report for {target}:\n{err[-3000:]}"
 
-    # still serving: new updates, also of a thing rolled back by the damage
+    # still serving: new updates, of a thing rolled back by the damage and of one that was
+    # not (if the damage spared one), or of a new thing; they survive another restart
+    spared = [t for t in early + stream if t not in damaged]
+    fresh = thing_name(uid, "-new")
+    targets = [damaged[0], spared[0] if spared else fresh]
+    found[fresh] = None
     roundtrip_ok(b)
-    for t in (damaged[0], stream[0]):
+    for t in targets:
         base = found[t][0] if found[t] else 0
-        assert update_shadow(b, t, 1000) == base + 1
+        v = update_shadow(b, t, 1000)
+        assert v == base + 1, f"{t}: recovered version {base}, next update got version {v}"
     brokers.stop(b)
     b = brokers.start(**over)
-    again = version_n(read_shadows(b, [damaged[0], stream[0]]))
-    for t in (damaged[0], stream[0]):
+    again = version_n(read_shadows(b, targets))
+    for t in targets:
         base = found[t][0] if found[t] else 0
         assert again[t] == (base + 1, 1000), f"{t}: {again[t]}"
+    assert DAMAGE_WARNING in plain_stderr(b) or where == "last_segment"
 
 
 # ---------------------------------------------------------------- 6. durable = false
