@@ -9,22 +9,10 @@ import re
 import socket
 import time
 
-import pytest
 
 OPS = ("get", "update", "delete")
 RESPONSES = ("get/accepted", "get/rejected", "update/accepted", "update/rejected",
              "update/delta", "update/documents", "delete/accepted", "delete/rejected")
-
-
-@pytest.fixture(autouse=True)
-def shadow_config_sections(monkeypatch):
-    """conftest's Broker puts an override into `cfg[SECTION[key]]`, but its BASE_CONFIG has
-    no `storage`, `shadows` or `http` section, so `max_in_flight_per_thing=2`, `durable=False`,
-    `data_dir=...` or `max_body_bytes=...` raise KeyError. Until conftest has them, tests that
-    import this fixture get the (empty) sections added for their duration."""
-    import conftest
-    for section in ("storage", "shadows", "http"):
-        monkeypatch.setitem(conftest.BASE_CONFIG, section, dict(conftest.BASE_CONFIG.get(section, {})))
 
 
 def thing_name(uid: str, suffix: str = "") -> str:

@@ -18,7 +18,6 @@ from durability_helpers import (  # noqa: F401 (brokers is a fixture)
     Publisher, ShadowWriter, brokers, plain_stderr, run_to_end, run_until_killed,
     segments, shadow_records,
 )
-from shadow_helpers import shadow_config_sections  # noqa: F401 (autouse fixture)
 from shadow_helpers import ShadowMqtt, rest, shadow_path, thing_name
 
 pytestmark = pytest.mark.iotcore

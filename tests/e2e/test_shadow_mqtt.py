@@ -12,7 +12,6 @@ import threading
 import pytest
 
 import mqtt_raw as r
-from shadow_helpers import shadow_config_sections  # noqa: F401 (autouse fixture)
 from shadow_helpers import ShadowMqtt, assert_error, now_ok, prefix, stamps, thing_name
 
 pytestmark = pytest.mark.iotcore

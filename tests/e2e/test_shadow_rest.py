@@ -10,7 +10,6 @@ import threading
 import pytest
 
 from conftest import Broker
-from shadow_helpers import shadow_config_sections  # noqa: F401 (autouse fixture)
 from shadow_helpers import (ShadowMqtt, assert_error, now_ok, raw_http, rest, shadow_path,
                             stamps, thing_name)
 
