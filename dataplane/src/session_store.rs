@@ -122,25 +122,29 @@ impl SessionStore {
         })?;
         let now_ms = unix_ms();
         let mut recovered = Vec::with_capacity(live.len());
-        for image in live.values() {
+        let mut gone = Vec::new();
+        for (client, image) in &live {
             match recover(image, now_ms) {
                 Ok(Some(s)) => recovered.push(s),
-                Ok(None) => {}
+                Ok(None) => gone.push(client.clone()),
                 Err(message) => {
-                    tracing::warn!(dir = %dir.display(), %message, "persistent session skipped")
+                    tracing::warn!(dir = %dir.display(), client_id = %client, %message, "persistent session skipped");
+                    gone.push(client.clone());
                 }
             }
         }
-        Ok((
-            SessionStore {
-                log: DurableLog::new(log, durable),
-                live,
-                compact_after_bytes,
-                scratch: Vec::new(),
-            },
-            recovered,
-            recovery,
-        ))
+        let mut store = SessionStore {
+            log: DurableLog::new(log, durable),
+            live,
+            compact_after_bytes,
+            scratch: Vec::new(),
+        };
+        // Sessions that expired while the server was down (or cannot be read) end now, so
+        // they do not linger in snapshots.
+        for client in gone {
+            store.ended(&client)?;
+        }
+        Ok((store, recovered, recovery))
     }
 
     /// Writes the session's record (subscriptions, expiry, online or not). Returns true
@@ -415,4 +419,112 @@ fn queued_delivery(bytes: &[u8], now_ms: u64) -> Result<Option<(QoS, Delivery)>,
             seq,
         },
     )))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use iotcore_core::mqtt::PublishProperties;
+
+    use super::*;
+    use crate::message::Message;
+
+    fn delivery(seq: u64, payload: &'static [u8]) -> Delivery {
+        Delivery {
+            message: Arc::new(Message {
+                topic: ByteString::from_static("q/1"),
+                payload: Bytes::from_static(payload),
+                qos: QoS::AtLeastOnce,
+                retain: false,
+                properties: PublishProperties::default(),
+                expires_at: None,
+                publisher: ByteString::from_static("p"),
+            }),
+            retain: false,
+            subscription_ids: vec![7],
+            seq,
+        }
+    }
+
+    fn session(client: &str, expiry: u32) -> Session {
+        let mut s = Session::new(ClientId(ByteString::from(client.to_string())), 10, 100, 10);
+        s.expiry_secs = expiry;
+        s.subscriptions.insert(
+            ByteString::from_static("q/#"),
+            SubscriptionRecord {
+                filter: SubscriptionFilter::parse(ByteString::from_static("q/#")).unwrap(),
+                options: SubscriptionOptions::with_qos(QoS::AtLeastOnce),
+                id: Some(7),
+            },
+        );
+        s
+    }
+
+    #[test]
+    fn sessions_messages_acks_and_ends_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (mut store, found, _) = SessionStore::open(dir.path(), 4096, 0, true).unwrap();
+            assert!(found.is_empty());
+            let a = session("a", 3600);
+            assert!(store.put_session(&a, None).unwrap(), "first write is new");
+            assert!(!store.put_session(&a, Some(unix_ms())).unwrap());
+            for (seq, p) in [(10, &b"one"[..]), (11, b"two"), (12, b"three")] {
+                let d = delivery(seq, Box::leak(p.to_vec().into_boxed_slice()));
+                store.queued(&a.client_id, &d, QoS::AtLeastOnce).unwrap();
+            }
+            store.done(&a.client_id, 11).unwrap();
+            let b = session("b", 3600);
+            store.put_session(&b, None).unwrap();
+            assert!(store.ended(&b.client_id).unwrap());
+            assert!(
+                !store.ended(&b.client_id).unwrap(),
+                "ending twice is a no-op"
+            );
+            // An offline session whose expiry already passed.
+            let c = session("c", 1);
+            store.put_session(&c, Some(unix_ms() - 5_000)).unwrap();
+            store.log.log_mut().sync().unwrap();
+        }
+        let (mut store, found, _) = SessionStore::open(dir.path(), 4096, 0, true).unwrap();
+        assert_eq!(found.len(), 1, "b ended, c expired");
+        let a = &found[0];
+        assert_eq!(&*a.client_id.0, "a");
+        assert_eq!(a.expiry_secs, 3600);
+        assert!(a.offline_since_ms.is_some());
+        assert_eq!(a.subscriptions.len(), 1);
+        assert_eq!(a.subscriptions[0].id, Some(7));
+        let payloads: Vec<&[u8]> = a
+            .deliveries
+            .iter()
+            .map(|(_, d)| &d.message.payload[..])
+            .collect();
+        assert_eq!(payloads, [&b"one"[..], b"three"]);
+        assert_eq!(a.deliveries[0].1.subscription_ids, vec![7]);
+        // compact_after_bytes = 0: the snapshot keeps exactly the live state.
+        store.compact_if_due();
+        drop(store);
+        let (_, again, _) = SessionStore::open(dir.path(), 4096, 0, true).unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].deliveries.len(), 2);
+    }
+
+    #[test]
+    fn damaged_records_are_errors_not_panics() {
+        let mut live = HashMap::default();
+        for bad in [
+            &b""[..],
+            &[9, 1],
+            &[1, 1, b'{'],
+            &[1, 2, 5, 0],
+            &[1, 3, 1, 0, b'a', 1],
+            &[1, 9],
+        ] {
+            assert!(apply(&mut live, bad).is_err(), "{bad:?}");
+        }
+        assert!(queued_delivery(&[1, 2, 1, 0, b'a'], 0).is_err());
+    }
 }

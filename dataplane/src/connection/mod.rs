@@ -327,6 +327,10 @@ impl Connection {
             Killed,
             Idle,
         }
+        // One keep-alive timer, re-armed only when it fires early: creating and cancelling
+        // a timer for every read cost more than the read at low message rates.
+        let mut last_read = Instant::now();
+        let mut idle_timer = glommio::timer::Timer::new(keep_alive);
         loop {
             loop {
                 match decoder.decode(buf) {
@@ -374,7 +378,7 @@ impl Connection {
                         if keep_alive.is_zero() {
                             futures_lite::future::pending::<()>().await;
                         }
-                        glommio::timer::sleep(keep_alive).await;
+                        (&mut idle_timer).await;
                         Wake::Idle
                     },
                 ),
@@ -382,13 +386,22 @@ impl Connection {
             .await;
             match wake {
                 Wake::Read(Ok(0)) | Wake::Read(Err(_)) => return End::Lost,
-                Wake::Read(Ok(n)) => bump(&self.shard.metrics.bytes_in_total, n as u64),
+                Wake::Read(Ok(n)) => {
+                    last_read = Instant::now();
+                    bump(&self.shard.metrics.bytes_in_total, n as u64);
+                }
                 Wake::Killed => {
                     if let Some(kill) = self.conn.killed() {
                         return End::Killed(kill);
                     }
                 }
-                Wake::Idle => return End::KeepAlive,
+                Wake::Idle => {
+                    let quiet = last_read.elapsed();
+                    if quiet >= keep_alive {
+                        return End::KeepAlive;
+                    }
+                    idle_timer = glommio::timer::Timer::new(keep_alive - quiet);
+                }
             }
         }
     }

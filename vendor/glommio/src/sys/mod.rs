@@ -306,6 +306,9 @@ impl SleepNotifier {
     }
 
     pub(crate) fn notify(&self, force: bool) {
+        // iotcore patch: orders the caller's write (a channel push, a queued waker) before the
+        // read of `should_notify`; pairs with the fence the sleeper issues after setting it.
+        std::sync::atomic::fence(Ordering::SeqCst);
         if self
             .should_notify
             .compare_exchange(true, false, Ordering::Relaxed, Ordering::Relaxed)

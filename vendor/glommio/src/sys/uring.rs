@@ -1864,7 +1864,10 @@ impl Reactor {
             // See https://www.scylladb.com/2018/02/15/memory-barriers-seastar-linux/ for
             // details. This translates to `sys_membarrier()` /
             // `MEMBARRIER_CMD_PRIVATE_EXPEDITED`
-            membarrier::heavy();
+            // iotcore patch: a SeqCst fence, paired with the one in `SleepNotifier::notify`,
+            // instead of `membarrier::heavy()`, whose inter-processor interrupts on every
+            // sleep cost more CPU and latency than the fence on every notify (vendor/README.md).
+            std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
             let events = process_remote_channels() + self.flush_syscall_thread();
             if events == 0 {
                 if self.eventfd_src.is_installed().unwrap() {
