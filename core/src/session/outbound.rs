@@ -61,6 +61,8 @@ struct Flight<M> {
     /// Sent on an earlier connection but not yet re-sent on this one, because `set_window` shrank
     /// the window below the number in flight. See [`Outbound::set_window`].
     parked: bool,
+    /// Where its id was taken in the allocator's walk round the id space (see `id_taken`).
+    position: u64,
     msg: M,
 }
 
@@ -99,6 +101,10 @@ pub struct Outbound<M> {
     queue_limit: usize,
     /// The next packet identifier to try; wraps 65535 -> 1.
     next_id: u16,
+    /// How far the allocator has walked round the id space in total: `next_id`'s position.
+    position: u64,
+    /// The position of the id `allocate_id` handed out last.
+    allocated_at: u64,
 }
 
 impl<M> Outbound<M> {
@@ -113,6 +119,8 @@ impl<M> Outbound<M> {
             window: window.max(1),
             queue_limit,
             next_id: 1,
+            position: 0,
+            allocated_at: 0,
         }
     }
 
@@ -237,6 +245,7 @@ impl<M> Outbound<M> {
                 qos,
                 phase,
                 parked: false,
+                position: self.allocated_at,
                 msg,
             });
         }
@@ -360,11 +369,31 @@ impl<M> Outbound<M> {
             self.first_free_from(start)
         };
         let id = found?;
+        // Advance the position by how far the id is from `start`, plus one for the id.
+        let skipped =
+            (u32::from(id) + u32::from(u16::MAX) - u32::from(start)) % u32::from(u16::MAX);
+        self.position += u64::from(skipped);
+        self.allocated_at = self.position;
+        self.position += 1;
         self.next_id = if id == u16::MAX { 1 } else { id + 1 };
         PacketId::new(id)
     }
 
     fn id_taken(&self, id: u16) -> bool {
+        // Fast path, O(1), for the usual `id == next_id`: every message in flight took its id
+        // at a position (`Flight::position`) between the oldest one's and `self.position`.
+        // If that stretch is shorter than one lap of the id space, `next_id` (the id at
+        // `self.position`) differs from all of them. Otherwise (a message held for a whole
+        // lap) scan.
+        match self.flight.front() {
+            None => return false,
+            Some(front)
+                if id == self.next_id && self.position - front.position < u64::from(u16::MAX) =>
+            {
+                return false
+            }
+            Some(_) => {}
+        }
         self.flight.iter().any(|entry| entry.id.get() == id)
     }
 
@@ -420,10 +449,13 @@ mod tests {
                 qos: QoS::AtLeastOnce,
                 phase: Phase::AwaitingPubAck,
                 parked: false,
+                position: 0,
                 msg: id,
             })
             .collect();
         out.next_id = next;
+        // As if these had been held for laps: `id_taken` must scan, not trust positions.
+        out.position = 2 * u64::from(u16::MAX);
         out
     }
 
@@ -453,6 +485,7 @@ mod tests {
             qos: QoS::AtLeastOnce,
             phase: Phase::AwaitingPubAck,
             parked: false,
+            position: 0,
             msg: 41,
         });
         assert_eq!(out.allocate_id(), None);

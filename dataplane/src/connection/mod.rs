@@ -388,6 +388,7 @@ impl Connection {
                 Wake::Read(Ok(0)) | Wake::Read(Err(_)) => return End::Lost,
                 Wake::Read(Ok(n)) => {
                     last_read = Instant::now();
+                    self.shard.clock.set(last_read);
                     bump(&self.shard.metrics.bytes_in_total, n as u64);
                 }
                 Wake::Killed => {

@@ -72,7 +72,7 @@ impl Connection {
                 self.with_session(|shard, slot| {
                     if let Ok(d) = slot.session.outbound.on_puback(r.packet_id) {
                         shard.persist_done(&slot.session.client_id, &d);
-                        shard.pump(slot, Instant::now());
+                        shard.pump(slot, shard.clock.get());
                     }
                 });
                 Ok(())
@@ -84,7 +84,7 @@ impl Connection {
                         Ok(None) => reply = Some(ReasonCode::Success),
                         Ok(Some(d)) => {
                             shard.persist_done(&slot.session.client_id, &d);
-                            shard.pump(slot, Instant::now());
+                            shard.pump(slot, shard.clock.get());
                         }
                         Err(_) => reply = Some(ReasonCode::PacketIdentifierNotFound),
                     }
@@ -111,7 +111,7 @@ impl Connection {
                 self.with_session(|shard, slot| {
                     if let Ok(d) = slot.session.outbound.on_pubcomp(r.packet_id) {
                         shard.persist_done(&slot.session.client_id, &d);
-                        shard.pump(slot, Instant::now());
+                        shard.pump(slot, shard.clock.get());
                     }
                 });
                 Ok(())

@@ -113,6 +113,10 @@ pub struct Shard {
     /// A task queue for the group-commit tasks, whose turn must not wait behind a round of
     /// every busy connection (answers wait on them): `Latency::Matters`.
     commit_queue: Cell<Option<glommio::TaskQueueHandle>>,
+    /// The time of the latest read on this shard, for work done per packet that only needs
+    /// the time to the millisecond (expiry, congestion): one clock read per socket read,
+    /// not one per acknowledgement.
+    pub clock: Cell<std::time::Instant>,
 }
 
 /// The shard's read scratch buffer: the most one read call takes from a socket.
@@ -164,6 +168,7 @@ impl Shard {
             session_commit: Notify::default(),
             persisted_in_route: Cell::new(false),
             commit_queue: Cell::new(None),
+            clock: Cell::new(std::time::Instant::now()),
         })
     }
 
