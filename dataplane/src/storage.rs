@@ -4,7 +4,9 @@
 //! different shard count would hide data on the wrong shard: that is refused with a clear
 //! error instead.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use iotcore_core::log::Recovery;
 
 use anyhow::Context;
 
@@ -55,22 +57,32 @@ pub fn check_layout(data_dir: &Path, shards: usize) -> anyhow::Result<()> {
     }
 }
 
-/// Opens (recovering) a shard's shadow store.
-pub fn open_shadows(config: &Config, shard: ShardId) -> anyhow::Result<ShadowService> {
-    let dir = config
+/// `<data_dir>/shard-N/<name>`: one log of one shard.
+fn log_dir(config: &Config, shard: usize, name: &str) -> PathBuf {
+    config
         .storage
         .data_dir
-        .join(format!("shard-{}", shard.0))
-        .join("shadows");
+        .join(format!("shard-{shard}"))
+        .join(name)
+}
+
+/// Logs every damaged spot recovery found (and skipped or cut) in a log.
+fn report_damage(dir: &Path, recovery: &Recovery, what: &str) {
+    for problem in &recovery.corruptions {
+        tracing::warn!(dir = %dir.display(), problem = %problem, "{what} log damage found and skipped");
+    }
+}
+
+/// Opens (recovering) a shard's shadow store.
+pub fn open_shadows(config: &Config, shard: ShardId) -> anyhow::Result<ShadowService> {
+    let dir = log_dir(config, shard.0, "shadows");
     let (store, recovery) = ShadowStore::open(
         &dir,
         config.storage.segment_bytes,
         config.storage.compact_after_bytes,
     )
     .with_context(|| format!("cannot open the shadow log in {}", dir.display()))?;
-    for problem in &recovery.corruptions {
-        tracing::warn!(dir = %dir.display(), problem = %problem, "shadow log damage found and skipped");
-    }
+    report_damage(&dir, &recovery, "shadow");
     Ok(ShadowService::new(
         store,
         config.shadows.limits(),
@@ -94,11 +106,7 @@ pub fn open_retained(
     let mut stores = Vec::with_capacity(shards);
     let mut messages = Vec::new();
     for index in 0..shards {
-        let dir = config
-            .storage
-            .data_dir
-            .join(format!("shard-{index}"))
-            .join("retained");
+        let dir = log_dir(config, index, "retained");
         let (store, found, recovery) = RetainedStore::open(
             &dir,
             config.storage.segment_bytes,
@@ -106,9 +114,7 @@ pub fn open_retained(
             config.storage.durable,
         )
         .with_context(|| format!("cannot open the retained log in {}", dir.display()))?;
-        for problem in &recovery.corruptions {
-            tracing::warn!(dir = %dir.display(), problem = %problem, "retained log damage found and skipped");
-        }
+        report_damage(&dir, &recovery, "retained");
         messages.extend(found);
         stores.push(store);
     }
@@ -120,11 +126,7 @@ pub fn open_sessions(
     config: &Config,
     shard: ShardId,
 ) -> anyhow::Result<(SessionStore, Vec<RecoveredSession>)> {
-    let dir = config
-        .storage
-        .data_dir
-        .join(format!("shard-{}", shard.0))
-        .join("sessions");
+    let dir = log_dir(config, shard.0, "sessions");
     let (store, recovered, recovery) = SessionStore::open(
         &dir,
         config.storage.segment_bytes,
@@ -132,8 +134,6 @@ pub fn open_sessions(
         config.storage.durable,
     )
     .with_context(|| format!("cannot open the session log in {}", dir.display()))?;
-    for problem in &recovery.corruptions {
-        tracing::warn!(dir = %dir.display(), problem = %problem, "session log damage found and skipped");
-    }
+    report_damage(&dir, &recovery, "session");
     Ok((store, recovered))
 }
