@@ -6,9 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
-use iotcore_core::log::Recovery;
-
 use anyhow::Context;
+use iotcore_core::log::Recovery;
 
 use crate::config::Config;
 use crate::ids::ShardId;
