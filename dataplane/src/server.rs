@@ -273,6 +273,7 @@ async fn run_shard(
                 shard.publish_metrics(&snapshot);
                 last_metrics = Instant::now();
             }
+            shard.expire_handshakes();
             glommio::timer::sleep(HOUSEKEEPING_INTERVAL).await;
         }
     };

@@ -102,13 +102,14 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let mut decoder = Decoder::new(shard.config.limits.max_packet_bytes);
 
     let connect_timeout = Duration::from_secs(shard.config.limits.connect_timeout_secs);
+    let handshake_deadline = shard.handshake_deadline(connect_timeout);
     // The handshake's futures and the CONNECT packet are boxed: inline, the largest of them
     // would size the connection's task for its whole life (idle memory per connection).
     let connect = {
         let first = Box::pin(futures_lite::future::or(
             async { Some(read_packet(&shard, &mut reader, &mut buf, &mut decoder).await) },
             async {
-                glommio::timer::sleep(connect_timeout).await;
+                handshake_deadline.notified().await;
                 None
             },
         ))
