@@ -85,6 +85,11 @@ impl DurableLog {
         })
     }
 
+    /// The LSN up to which the last commit made the log durable.
+    pub fn durable_lsn(&self) -> Lsn {
+        self.durable_lsn
+    }
+
     /// The log is durable up to `lsn`: the answers that waited for it.
     pub fn committed(&mut self, lsn: Lsn) -> Vec<ReplyTo> {
         self.durable_lsn = self.durable_lsn.max(lsn);

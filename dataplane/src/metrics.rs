@@ -63,6 +63,9 @@ metrics! {
         mesh_messages_in_total: "Messages received from other shards (per batch: deliveries per wake-up).",
         mesh_batches_out_total: "Batches sent to other shards.",
         slow_consumer_disconnects_total: "Connections closed for not reading.",
+        shadow_requests_total: "Shadow requests (get, update, delete) applied by this shard as the thing's owner.",
+        log_commits_total: "Group commits of this shard's logs (each an fsync when storage.durable).",
+        log_committed_records_total: "Log records those commits covered (per commit: the group size).",
     }
     gauges {
         connections: "Live connections.",
@@ -70,6 +73,7 @@ metrics! {
         subscriptions: "Subscriptions in the shard's tries.",
         retained_messages: "Retained messages (every shard holds a replica).",
         outbox_depth: "Messages waiting to be sent to other shards.",
+        shadows: "Shadows (classic and named, deleted ones included) this shard owns.",
     }
 }
 

@@ -195,6 +195,11 @@ impl ShadowService {
         (200, serde_json::to_vec(&doc).unwrap_or_default())
     }
 
+    /// The LSN up to which the last commit made the log durable.
+    pub fn durable_lsn(&self) -> Lsn {
+        self.durable_lsn
+    }
+
     /// True when records were appended since the last commit.
     pub fn needs_commit(&self) -> bool {
         !self.failed && self.store.last_lsn() > self.durable_lsn

@@ -53,6 +53,8 @@ impl Shard {
                     let Some(s) = cell.as_mut() else { return };
                     match result {
                         Ok(lsn) => {
+                            let before = s.durable_log().durable_lsn();
+                            self.count_commit(before, lsn);
                             let answers = s.durable_log().committed(lsn);
                             s.compact_if_due();
                             answers
@@ -72,6 +74,19 @@ impl Shard {
 }
 
 impl Shard {
+    /// Counts one finished group commit that took the log from `before` to `after`.
+    pub(super) fn count_commit(
+        &self,
+        before: iotcore_core::log::Lsn,
+        after: iotcore_core::log::Lsn,
+    ) {
+        crate::metrics::bump(&self.metrics.log_commits_total, 1);
+        crate::metrics::bump(
+            &self.metrics.log_committed_records_total,
+            after.get().saturating_sub(before.get()),
+        );
+    }
+
     /// At shutdown: everything appended reaches the disk (with `durable = false` too), on
     /// this thread, since nothing else is left to serve.
     pub fn sync_logs(&self) {

@@ -364,6 +364,11 @@ impl Shard {
             subscriptions: (st.subs.len() + st.shared_subs.len()) as u64,
             retained_messages: st.retained.len() as u64,
             outbox_depth: self.outbox.iter().map(|o| o.borrow().len() as u64).sum(),
+            shadows: self
+                .shadows
+                .borrow()
+                .as_ref()
+                .map_or(0, |s| s.store.len() as u64),
         };
         snapshot.publish(&self.metrics, gauges);
     }

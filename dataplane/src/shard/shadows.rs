@@ -56,6 +56,7 @@ impl Shard {
                 tracing::warn!("shadow request on a shard without a shadow store");
                 return;
             };
+            crate::metrics::bump(&self.metrics.shadow_requests_total, 1);
             let outputs = service.handle(req, now_secs());
             if service.needs_commit() {
                 self.shadow_commit.notify();
@@ -139,6 +140,7 @@ impl Shard {
                     };
                     match result {
                         Ok(lsn) => {
+                            self.count_commit(service.durable_lsn(), lsn);
                             let out = service.committed(lsn);
                             service.compact_if_due();
                             out
