@@ -93,6 +93,25 @@ pub fn push_puback(out: &mut Vec<u8>, template: &[u8; 4], id: [u8; 2]) {
     out.extend_from_slice(&[template[0], template[1], id[0], id[1]]);
 }
 
+/// Where the packet id (QoS 1/2) and the payload start in `packet`, which must be exactly
+/// one encoded PUBLISH: what a pre-encoded template patches per send.
+pub fn publish_offsets(packet: &[u8], qos: QoS) -> Result<(Option<usize>, usize)> {
+    let (_, header_len, total) = frame(packet)?.context("template is one whole packet")?;
+    if total != packet.len() {
+        bail!("template is not one packet");
+    }
+    let topic_len = usize::from(u16::from_be_bytes([
+        packet[header_len],
+        packet[header_len + 1],
+    ]));
+    let after_topic = header_len + 2 + topic_len;
+    Ok(if qos == QoS::AtMostOnce {
+        (None, after_topic)
+    } else {
+        (Some(after_topic), after_topic + 2)
+    })
+}
+
 /// One PUBLISH encoded by the codec, ready to be copied out with a new packet id and
 /// timestamp.
 #[derive(Debug, Clone)]
@@ -117,17 +136,7 @@ impl Template {
         });
         let mut out = BytesMut::new();
         encode(&publish, VERSION, &mut out)?;
-        let (_, header_len, total) = frame(&out)?.context("template is one whole packet")?;
-        if total != out.len() {
-            bail!("template is not one packet");
-        }
-        let topic_len = usize::from(u16::from_be_bytes([out[header_len], out[header_len + 1]]));
-        let after_topic = header_len + 2 + topic_len;
-        let (pid_offset, payload_offset) = if qos == QoS::AtMostOnce {
-            (None, after_topic)
-        } else {
-            (Some(after_topic), after_topic + 2)
-        };
+        let (pid_offset, payload_offset) = publish_offsets(&out, qos)?;
         Ok(Template {
             bytes: out.to_vec(),
             pid_offset,

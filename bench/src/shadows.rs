@@ -81,17 +81,7 @@ impl UpdateTemplate {
             .context("token field")?
             .saturating_add(TOKEN_KEY.len());
         let out = encode_publish(topic, qos, 1, payload.into_bytes())?;
-        let (_, header_len, total) = proto::frame(&out)?.context("template is one packet")?;
-        if total != out.len() {
-            bail!("template is not one packet");
-        }
-        let topic_len = usize::from(u16::from_be_bytes([out[header_len], out[header_len + 1]]));
-        let after_topic = header_len + 2 + topic_len;
-        let (pid_offset, payload_offset) = if qos == QoS::AtMostOnce {
-            (None, after_topic)
-        } else {
-            (Some(after_topic), after_topic + 2)
-        };
+        let (pid_offset, payload_offset) = proto::publish_offsets(&out, qos)?;
         Ok(UpdateTemplate {
             bytes: out.to_vec(),
             pid_offset,
