@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use bytestring::ByteString;
-use iotcore_core::log::{Log, LogConfig, LogError, Recovery};
+use iotcore_core::log::{LogError, Recovery};
 
 use crate::durable::DurableLog;
 use crate::message::{Message, SharedMessage};
@@ -51,13 +51,7 @@ impl RetainedStore {
         compact_after_bytes: u64,
         durable: bool,
     ) -> Result<(RetainedStore, Vec<SharedMessage>, Recovery), RetainedError> {
-        let (log, recovery) = Log::open(
-            dir,
-            LogConfig {
-                segment_bytes,
-                ..LogConfig::default()
-            },
-        )?;
+        let (log, recovery) = crate::durable::open_log(dir, segment_bytes)?;
         let mut live: HashMap<ByteString, Vec<u8>, foldhash::fast::RandomState> =
             HashMap::default();
         log.replay(|lsn, bytes| {
@@ -174,8 +168,14 @@ fn decode_set(bytes: &[u8], now_ms: u64) -> Result<Option<SharedMessage>, String
 }
 
 impl crate::durable::Logged for RetainedStore {
-    fn durable_log(&mut self) -> &mut DurableLog {
-        &mut self.log
+    type Waiter = crate::shard::replies::ReplyTo;
+    fn log_and_queue(
+        &mut self,
+    ) -> (
+        &mut iotcore_core::log::Log,
+        &mut crate::durable::CommitQueue<Self::Waiter>,
+    ) {
+        self.log.log_and_queue()
     }
     fn compact_if_due(&mut self) {
         RetainedStore::compact_if_due(self);

@@ -229,7 +229,7 @@ async fn run_shard(
     }
     let (sessions, recovered) = crate::storage::open_sessions(&config, id)?;
     shard.restore_sessions(sessions, recovered).await;
-    shard.start_shadow_commits(config.storage.durable);
+    shard.start_shadow_commits();
     // Every shard recovers before any listens: with SO_REUSEPORT the kernel spreads
     // connections only over the sockets bound so far, so early clients would all land on
     // the quickest shard.

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use bytestring::ByteString;
-use iotcore_core::log::{Log, LogConfig, LogError, Recovery};
+use iotcore_core::log::{LogError, Recovery};
 use iotcore_core::mqtt::{QoS, RetainHandling, SubscriptionOptions};
 use iotcore_core::topic::SubscriptionFilter;
 use serde::{Deserialize, Serialize};
@@ -105,13 +105,7 @@ impl SessionStore {
         compact_after_bytes: u64,
         durable: bool,
     ) -> Result<(SessionStore, Vec<RecoveredSession>, Recovery), SessionStoreError> {
-        let (log, recovery) = Log::open(
-            dir,
-            LogConfig {
-                segment_bytes,
-                ..LogConfig::default()
-            },
-        )?;
+        let (log, recovery) = crate::durable::open_log(dir, segment_bytes)?;
         let mut live: HashMap<ClientId, Image, foldhash::fast::RandomState> = HashMap::default();
         log.replay(|lsn, bytes| {
             apply(&mut live, bytes).map_err(|message| SessionStoreError::BadRecord {
@@ -277,8 +271,14 @@ impl SessionStore {
 }
 
 impl crate::durable::Logged for SessionStore {
-    fn durable_log(&mut self) -> &mut DurableLog {
-        &mut self.log
+    type Waiter = crate::shard::replies::ReplyTo;
+    fn log_and_queue(
+        &mut self,
+    ) -> (
+        &mut iotcore_core::log::Log,
+        &mut crate::durable::CommitQueue<Self::Waiter>,
+    ) {
+        self.log.log_and_queue()
     }
     fn compact_if_due(&mut self) {
         SessionStore::compact_if_due(self);

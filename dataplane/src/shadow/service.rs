@@ -6,15 +6,16 @@
 //! record, then go out in order. Gets and rejections wait behind earlier changes too, so a
 //! client never sees an answer that a crash could take back, nor answers out of order.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 
 use bytes::Bytes;
-use iotcore_core::log::Lsn;
+use iotcore_core::log::Log;
 use iotcore_core::shadow::{self, Rejection, ShadowKey, ShadowLimits, ShadowSlot, ThingName};
 use serde::Deserialize;
 
 use super::store::{ShadowStore, StoreError};
 use super::topics::{self, ShadowOp};
+use crate::durable::{CommitQueue, Logged};
 use crate::shard::replies::ReplyTo;
 
 /// Who asked, so the answer goes back the same way.
@@ -46,8 +47,8 @@ pub enum Output {
     },
 }
 
-struct Pending {
-    needs: Lsn,
+/// The answers to one request, waiting for the commit that covers its record.
+pub struct Pending {
     thing: ThingName,
     outputs: Vec<Output>,
 }
@@ -55,14 +56,11 @@ struct Pending {
 pub struct ShadowService {
     pub store: ShadowStore,
     limits: ShadowLimits,
-    durable: bool,
     max_in_flight: usize,
-    /// Requests per thing whose answers wait in `pending`.
+    /// Requests per thing whose answers wait in `commits`.
     in_flight: HashMap<ThingName, usize, foldhash::fast::RandomState>,
-    pending: VecDeque<Pending>,
-    durable_lsn: Lsn,
-    /// Set after a failed write or fsync: the log refuses everything from then on.
-    failed: bool,
+    /// Answers waiting for the log (the same group commit as every durable log's).
+    commits: CommitQueue<Pending>,
 }
 
 impl ShadowService {
@@ -72,21 +70,18 @@ impl ShadowService {
         durable: bool,
         max_in_flight: usize,
     ) -> ShadowService {
-        let durable_lsn = store.last_lsn();
+        let commits = CommitQueue::new(store.last_lsn(), durable);
         ShadowService {
             store,
             limits,
-            durable,
             max_in_flight,
             in_flight: HashMap::default(),
-            pending: VecDeque::new(),
-            durable_lsn,
-            failed: false,
+            commits,
         }
     }
 
-    /// Applies one request; returns what may be said at once (the rest waits for
-    /// [`ShadowService::committed`]).
+    /// Applies one request; returns what may be said at once (the rest waits for the commit
+    /// that covers it, then goes through [`ShadowService::answers`]).
     pub fn handle(&mut self, req: ShadowRequest, now: u64) -> Vec<Output> {
         let prefix = topics::prefix(
             req.key.thing.as_str(),
@@ -104,17 +99,21 @@ impl ShadowService {
             Ok(()) => {}
             Err(rejection) => outputs.push(rejected(&prefix, op, req.origin, &rejection, now)),
         }
-        let needs = self.store.last_lsn();
-        if !self.durable || (needs <= self.durable_lsn && self.pending.is_empty()) {
-            return outputs;
-        }
-        *self.in_flight.entry(req.key.thing.clone()).or_insert(0) += 1;
-        self.pending.push_back(Pending {
-            needs,
-            thing: req.key.thing,
+        let thing = req.key.thing;
+        let pending = Pending {
+            thing: thing.clone(),
             outputs,
-        });
-        Vec::new()
+        };
+        match self
+            .commits
+            .answer_when_durable(self.store.last_lsn(), pending)
+        {
+            Some(now) => now.outputs,
+            None => {
+                *self.in_flight.entry(thing).or_insert(0) += 1;
+                Vec::new()
+            }
+        }
     }
 
     fn apply(
@@ -124,7 +123,7 @@ impl ShadowService {
         now: u64,
         out: &mut Vec<Output>,
     ) -> Result<(), Rejection> {
-        if self.failed {
+        if self.commits.failed() {
             return Err(Rejection::internal().with_client_token(client_token(&req.payload)));
         }
         let empty = ShadowSlot::default();
@@ -171,7 +170,7 @@ impl ShadowService {
             Ok(_) => Ok(()),
             Err(e) => {
                 tracing::error!(error = %e, "shadow log write failed; shadows now refuse changes");
-                self.failed = true;
+                self.commits.fail();
                 Err(Rejection::internal().with_client_token(client_token(payload)))
             }
         }
@@ -195,48 +194,29 @@ impl ShadowService {
         (200, serde_json::to_vec(&doc).unwrap_or_default())
     }
 
-    /// The LSN up to which the last commit made the log durable.
-    pub fn durable_lsn(&self) -> Lsn {
-        self.durable_lsn
-    }
-
     /// True when records were appended since the last commit.
     pub fn needs_commit(&self) -> bool {
-        !self.failed && self.store.last_lsn() > self.durable_lsn
+        self.commits.needs_commit(self.store.last_lsn())
     }
 
-    /// The log is durable up to `lsn`: the answers that waited for it.
-    pub fn committed(&mut self, lsn: Lsn) -> Vec<Output> {
-        self.durable_lsn = self.durable_lsn.max(lsn);
+    /// What to say for answers a commit released: their outputs when the log is durable
+    /// (`ok`); when the sync failed, a 500 to REST callers and no accepted document for a
+    /// change that may be lost.
+    pub fn answers(&mut self, released: Vec<Pending>, ok: bool, now: u64) -> Vec<Output> {
         let mut out = Vec::new();
-        while self
-            .pending
-            .front()
-            .is_some_and(|p| p.needs <= self.durable_lsn)
-        {
-            if let Some(p) = self.pending.pop_front() {
-                self.release(&p.thing);
-                out.extend(p.outputs);
-            }
-        }
-        out
-    }
-
-    /// The log failed: every waiting answer becomes a 500, and so will every later change.
-    pub fn commit_failed(&mut self, now: u64) -> Vec<Output> {
-        self.failed = true;
-        let mut out = Vec::new();
-        while let Some(p) = self.pending.pop_front() {
+        for p in released {
             self.release(&p.thing);
+            if ok {
+                out.extend(p.outputs);
+                continue;
+            }
             for o in p.outputs {
-                match o {
-                    Output::Http { to, .. } => out.push(Output::Http {
+                if let Output::Http { to, .. } = o {
+                    out.push(Output::Http {
                         to,
                         status: 500,
                         body: Rejection::internal().to_json(now),
-                    }),
-                    // Accepted documents must not go out for changes that may be lost.
-                    Output::Publish { .. } => {}
+                    });
                 }
             }
         }
@@ -253,7 +233,7 @@ impl ShadowService {
     }
 
     pub fn compact_if_due(&mut self) {
-        if self.failed {
+        if self.commits.failed() {
             return;
         }
         match self.store.maybe_compact() {
@@ -264,6 +244,16 @@ impl ShadowService {
             }
             Err(e) => tracing::error!(error = %e, "shadow log compaction failed"),
         }
+    }
+}
+
+impl Logged for ShadowService {
+    type Waiter = Pending;
+    fn log_and_queue(&mut self) -> (&mut Log, &mut CommitQueue<Pending>) {
+        (self.store.log_mut(), &mut self.commits)
+    }
+    fn compact_if_due(&mut self) {
+        ShadowService::compact_if_due(self);
     }
 }
 

@@ -8,7 +8,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
-use iotcore_core::log::{Log, LogConfig, LogError, Lsn, Recovery};
+use iotcore_core::log::{Log, LogError, Lsn, Recovery};
 use iotcore_core::shadow::{ShadowKey, ShadowName, ShadowSlot, ThingName};
 use serde::{Deserialize, Serialize};
 
@@ -52,11 +52,7 @@ impl ShadowStore {
         segment_bytes: u64,
         compact_after_bytes: u64,
     ) -> Result<(ShadowStore, Recovery), StoreError> {
-        let config = LogConfig {
-            segment_bytes,
-            ..LogConfig::default()
-        };
-        let (log, recovery) = Log::open(dir, config)?;
+        let (log, recovery) = crate::durable::open_log(dir, segment_bytes)?;
         let mut store = ShadowStore {
             slots: HashMap::default(),
             named: HashMap::default(),

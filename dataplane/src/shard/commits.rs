@@ -4,7 +4,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use super::replies::Reply;
+use super::replies::{Reply, ReplyTo};
 use super::Shard;
 use crate::durable::Logged;
 use crate::notify::Notify;
@@ -29,11 +29,15 @@ impl Shard {
         }
     }
 
+    /// Group commit for one log: whatever was appended while the previous fsync ran is made
+    /// durable by the next one; then `deliver` sends what waited (`ok` false: the sync failed
+    /// and the log refuses changes from now on).
     pub(super) async fn run_commits<S: Logged>(
         self: Rc<Self>,
         store: fn(&Shard) -> &RefCell<Option<S>>,
         wake: fn(&Shard) -> &Notify,
         what: &'static str,
+        deliver: fn(&Rc<Shard>, Vec<S::Waiter>, bool),
     ) {
         loop {
             wake(&self).notified().await;
@@ -41,34 +45,39 @@ impl Shard {
                 let step = {
                     let mut cell = store(&self).borrow_mut();
                     let Some(s) = cell.as_mut() else { return };
-                    let log = s.durable_log();
-                    if !log.needs_commit() {
+                    let (log, queue) = s.log_and_queue();
+                    if !queue.needs_commit(log.last_lsn()) {
                         break;
                     }
-                    log.begin_commit()
+                    queue.begin_commit(log)
                 };
                 let result = crate::durable::commit(step).await;
-                let answers = {
+                let (answers, ok) = {
                     let mut cell = store(&self).borrow_mut();
                     let Some(s) = cell.as_mut() else { return };
                     match result {
                         Ok(lsn) => {
-                            let before = s.durable_log().durable_lsn();
-                            self.count_commit(before, lsn);
-                            let answers = s.durable_log().committed(lsn);
+                            let (_, queue) = s.log_and_queue();
+                            self.count_commit(queue.durable_lsn(), lsn);
+                            let answers = queue.committed(lsn);
                             s.compact_if_due();
-                            answers
+                            (answers, true)
                         }
                         Err(e) => {
                             tracing::error!(error = %e, log = what, "log sync failed; changes are no longer durable");
-                            s.durable_log().commit_failed()
+                            (s.log_and_queue().1.commit_failed(), false)
                         }
                     }
                 };
-                for to in answers {
-                    self.reply(to, Reply::Ack);
-                }
+                deliver(&self, answers, ok);
             }
+        }
+    }
+
+    /// The answers of the retained and session logs: acknowledgements to other requests.
+    pub(super) fn deliver_acks(self: &Rc<Self>, answers: Vec<ReplyTo>, _ok: bool) {
+        for to in answers {
+            self.reply(to, Reply::Ack);
         }
     }
 }

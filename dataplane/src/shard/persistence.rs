@@ -145,6 +145,7 @@ impl Shard {
             |s| &s.session_store,
             |s| &s.session_commit,
             "sessions",
+            Shard::deliver_acks,
         ));
         self.await_acks(acks).await;
         if count > 0 {

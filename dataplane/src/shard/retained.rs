@@ -55,6 +55,7 @@ impl Shard {
             |s| &s.retained_store,
             |s| &s.retained_commit,
             "retained",
+            Shard::deliver_acks,
         ));
     }
 }

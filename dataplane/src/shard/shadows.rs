@@ -12,7 +12,7 @@ use super::mesh::ShardMsg;
 use super::replies::{Reply, ReplyTo};
 use super::Shard;
 use crate::message::Message;
-use crate::shadow::service::{Output, ShadowRequest, ShadowService};
+use crate::shadow::service::{Output, Pending, ShadowRequest, ShadowService};
 use crate::shadow::{now_secs, owner_of};
 
 impl Shard {
@@ -103,61 +103,22 @@ impl Shard {
         }
     }
 
-    /// Group commit: whatever was appended while the previous fsync ran is made durable by
-    /// the next one, on glommio's blocking thread pool so the shard keeps serving; then the
-    /// answers that waited for it go out.
-    async fn run_shadow_commits(self: Rc<Self>, durable: bool) {
-        loop {
-            self.shadow_commit.notified().await;
-            loop {
-                let handle = {
-                    let mut service = self.shadows.borrow_mut();
-                    let Some(service) = service.as_mut() else {
-                        return;
-                    };
-                    if !service.needs_commit() {
-                        break;
-                    }
-                    let log = service.store.log_mut();
-                    match log.flush() {
-                        Ok(()) if durable => Ok(log.sync_handle()),
-                        Ok(()) => Err(Ok(log.last_lsn())),
-                        Err(e) => Err(Err(e)),
-                    }
-                };
-                let result = match handle {
-                    Ok(handle) => {
-                        glommio::executor()
-                            .spawn_blocking(move || handle.sync())
-                            .await
-                    }
-                    Err(done) => done,
-                };
-                let outputs = {
-                    let mut service = self.shadows.borrow_mut();
-                    let Some(service) = service.as_mut() else {
-                        return;
-                    };
-                    match result {
-                        Ok(lsn) => {
-                            self.count_commit(service.durable_lsn(), lsn);
-                            let out = service.committed(lsn);
-                            service.compact_if_due();
-                            out
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, "shadow log sync failed; shadows now refuse changes");
-                            service.commit_failed(now_secs())
-                        }
-                    }
-                };
-                self.emit_shadow_outputs(outputs);
-            }
-        }
+    pub fn start_shadow_commits(self: &Rc<Self>) {
+        self.spawn_commit_task(self.clone().run_commits(
+            |s| &s.shadows,
+            |s| &s.shadow_commit,
+            "shadows",
+            Shard::deliver_shadow_answers,
+        ));
     }
 
-    pub fn start_shadow_commits(self: &Rc<Self>, durable: bool) {
-        self.spawn_commit_task(self.clone().run_shadow_commits(durable));
+    /// The answers a shadow commit released (see `ShadowService::answers`).
+    fn deliver_shadow_answers(self: &Rc<Self>, released: Vec<Pending>, ok: bool) {
+        let outputs = match self.shadows.borrow_mut().as_mut() {
+            Some(service) => service.answers(released, ok, now_secs()),
+            None => return,
+        };
+        self.emit_shadow_outputs(outputs);
     }
 
     /// Installs the shard's shadow service (opened by the server at start-up).
