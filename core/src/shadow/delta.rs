@@ -68,14 +68,8 @@ fn number_eq(x: &Number, y: &Number) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shadow::test_map as map;
     use serde_json::json;
-
-    fn map(v: Value) -> JsonMap {
-        match v {
-            Value::Object(m) => m,
-            _ => JsonMap::new(),
-        }
-    }
 
     fn d(desired: Value, reported: Value) -> Option<Value> {
         delta(&map(desired), &map(reported)).map(Value::Object)

@@ -93,14 +93,8 @@ impl io::Write for ByteCounter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shadow::test_map as map;
     use serde_json::json;
-
-    fn map(v: Value) -> JsonMap {
-        match v {
-            Value::Object(m) => m,
-            _ => JsonMap::new(),
-        }
-    }
 
     #[test]
     fn state_bytes_counts_compact_desired_plus_reported_only() {

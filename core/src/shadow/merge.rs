@@ -117,14 +117,8 @@ pub(crate) fn stamp(value: &Value, now: u64) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shadow::test_map as map;
     use serde_json::json;
-
-    fn map(v: Value) -> JsonMap {
-        match v {
-            Value::Object(m) => m,
-            _ => JsonMap::new(),
-        }
-    }
 
     fn merged(target: Value, meta: Value, patch: Value, now: u64) -> (Value, Value) {
         let (mut t, mut m) = (map(target), map(meta));

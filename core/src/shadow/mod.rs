@@ -44,3 +44,12 @@ pub use error::Rejection;
 pub use limits::ShadowLimits;
 pub use names::{NameError, NameKind, ShadowKey, ShadowName, ThingName};
 pub use operation::{delete, get, update, UpdateOutcome};
+
+/// The object of a `json!` value in tests (empty for anything else).
+#[cfg(test)]
+fn test_map(v: serde_json::Value) -> JsonMap {
+    match v {
+        serde_json::Value::Object(m) => m,
+        _ => JsonMap::new(),
+    }
+}
