@@ -146,6 +146,12 @@ impl Default for AdminConfig {
 pub struct ServerConfig {
     /// Number of shards (one thread and one io_uring each). Default 0: one per core.
     pub shards: usize,
+    /// Let the kernel back the heap with 2 MiB transparent huge pages (where the system's
+    /// THP mode is `madvise`, the allocator asks for them). Default false: each huge-page
+    /// fault zeroes 2 MiB on the shard thread (a 28% share of the broker's CPU while 10,000
+    /// clients connect) and resident memory grows in 2 MiB steps (7.4 KiB per idle
+    /// connection with them, 4.5 KiB without).
+    pub transparent_huge_pages: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

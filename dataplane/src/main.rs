@@ -92,6 +92,9 @@ fn main() -> ExitCode {
         },
         None => config::Config::default(),
     };
+    if !config.server.transparent_huge_pages {
+        disable_transparent_huge_pages();
+    }
     let code = match server::run(config) {
         Ok(()) => 0,
         Err(e) => {
@@ -100,6 +103,21 @@ fn main() -> ExitCode {
         }
     };
     exit_now(code)
+}
+
+/// Turns transparent huge pages off for this process (see `ServerConfig`). The kernel checks
+/// the flag when it faults a page in, so memory the allocator reserved earlier is covered
+/// too. Failure (an old kernel) only costs memory, so it is logged and ignored.
+fn disable_transparent_huge_pages() {
+    // SAFETY: PR_SET_THP_DISABLE takes integer arguments only.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+    if rc != 0 {
+        tracing::warn!(
+            error = %std::io::Error::last_os_error(),
+            "could not turn transparent huge pages off"
+        );
+    }
 }
 
 /// Ends the process without running exit handlers. The shard threads are still alive (they

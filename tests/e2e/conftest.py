@@ -41,6 +41,7 @@ BASE_CONFIG = {
 # Which section each config key belongs to (so overrides can be given flat).
 SECTION = {
     "shards": "server",
+    "transparent_huge_pages": "server",
     "bind": "mqtt",
     "allow_anonymous": "auth",
     "data_dir": "storage",
