@@ -625,3 +625,29 @@ def test_durable_off_answers_at_once_and_never_429(broker_factory, client_factor
     assert answers == [(i, f"q{i}") for i in range(1, 21)]
     got = s.get()
     assert got["version"] == 20 and got["state"]["reported"] == {"i": 20}
+
+
+def test_request_puback_comes_with_or_after_its_answer(broker, uid):
+    """A QoS 1 request is acknowledged once its answer is out (both leave in one write when
+    they can): the requester sees `/accepted` (or `/rejected`) no later than the PUBACK, for
+    things owned by either shard, and for a request the service refuses."""
+    c, _ = r.raw_connect(broker.host, broker.port, f"{uid}-raw")
+    things = [thing_name(uid, f"-{i}") for i in range(8)]
+    filters = [(f"{prefix(t)}/update/+", 1) for t in things]
+    c.sub(filters)
+    requests = [(t, b'{"state":{"reported":{"on":true}}}', "accepted") for t in things]
+    requests.append((things[0], b"not json", "rejected"))
+    for pid, (thing, body, outcome) in enumerate(requests, start=1):
+        c.pub(f"{prefix(thing)}/update", body, qos=1, pid=pid)
+        seen = []
+        while True:
+            p = c.recv_packet()
+            if p.type == r.PUBLISH:
+                if p.qos:
+                    c.send(r.puback(p.pid))
+                seen.append(p.topic.rsplit("/", 1)[1])
+            elif p.type == r.PUBACK:
+                assert p.pid == pid and p.rc == 0, p
+                break
+        assert outcome in seen, f"PUBACK {pid} arrived before the {outcome} answer: {seen}"
+    c.close()

@@ -80,6 +80,8 @@ impl Drop for LiveGuard {
 pub(crate) struct Connection {
     shard: Rc<Shard>,
     conn: Rc<ConnHandle>,
+    /// The shard's id for this connection (`Shard::register_connection`).
+    conn_id: u64,
     key: SessionKey,
     client_id: ClientId,
     version: ProtocolVersion,
@@ -191,6 +193,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let mut connection = Connection {
         shard: shard.clone(),
         conn: conn.clone(),
+        conn_id,
         key,
         client_id,
         version,

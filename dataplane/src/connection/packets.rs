@@ -17,7 +17,7 @@ use crate::events;
 use crate::message::{Message, SharedMessage};
 use crate::metrics::bump;
 use crate::session::SubscriptionRecord;
-use crate::shadow::service::{self as shadow_service, Origin, ShadowRequest};
+use crate::shadow::service::{self as shadow_service, Origin, PubAckTo, ShadowRequest};
 
 fn protocol(code: ReasonCode, message: impl Into<String>) -> End {
     End::Protocol {
@@ -298,10 +298,25 @@ impl Connection {
             expires_at,
             publisher: self.client_id.0.clone(),
         });
-        if message.topic.starts_with("$aws/things/") {
-            self.shadow_request(&message);
-        }
-        let acks = self.shard.route(message);
+        let acks = if message.topic.starts_with("$aws/things/") {
+            let acks = self.shard.route(message.clone());
+            // A QoS 1 request is acknowledged with its answer (see `PubAckTo`), unless
+            // persistent sessions' durable copies must be awaited first.
+            let puback = match (p.qos, p.packet_id) {
+                (QoS::AtLeastOnce, Some(packet_id)) if acks.is_empty() => Some(PubAckTo {
+                    shard: self.shard.id,
+                    conn: self.conn_id,
+                    packet_id,
+                }),
+                _ => None,
+            };
+            if self.shadow_request(&message, puback) && puback.is_some() {
+                return Ok(None);
+            }
+            acks
+        } else {
+            self.shard.route(message)
+        };
         if !acks.is_empty() {
             return Ok(Some(PendingAck {
                 acks,
@@ -315,10 +330,10 @@ impl Connection {
 
     /// A PUBLISH on a shadow request topic also goes to the shadow service (the message is
     /// routed to subscribers as well, as AWS does). A bad thing or shadow name is answered
-    /// on `/rejected` at once.
-    fn shadow_request(&self, message: &Message) {
+    /// on `/rejected` at once. True when the service took the request, and with it `puback`.
+    fn shadow_request(&self, message: &Message, puback: Option<PubAckTo>) -> bool {
         let Some(topic) = crate::shadow::topics::parse(&message.topic) else {
-            return;
+            return false;
         };
         let key = ThingName::new(topic.thing).and_then(|thing| {
             Ok(ShadowKey {
@@ -327,12 +342,15 @@ impl Connection {
             })
         });
         match key {
-            Ok(key) => self.shard.shadow_request(ShadowRequest {
-                key,
-                op: topic.op,
-                payload: message.payload.clone(),
-                origin: Origin::Mqtt,
-            }),
+            Ok(key) => {
+                self.shard.shadow_request(ShadowRequest {
+                    key,
+                    op: topic.op,
+                    payload: message.payload.clone(),
+                    origin: Origin::Mqtt(puback),
+                });
+                true
+            }
             Err(e) => {
                 let rejection = Rejection {
                     code: 400,
@@ -342,7 +360,7 @@ impl Connection {
                 let out = shadow_service::rejected(
                     topic.prefix,
                     topic.op.as_str(),
-                    Origin::Mqtt,
+                    Origin::Mqtt(None),
                     &rejection,
                     crate::shadow::now_secs(),
                 );
@@ -357,6 +375,7 @@ impl Connection {
                         publisher: ByteString::new(),
                     }));
                 }
+                false
             }
         }
     }

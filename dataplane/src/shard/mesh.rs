@@ -52,6 +52,8 @@ pub enum ShardMsg {
     },
     /// The answer to a request this shard made.
     Reply { id: ReplyId, reply: Reply },
+    /// Acknowledge a shadow request PUBLISH of one of this shard's connections.
+    PubAck(crate::shadow::service::PubAckTo),
 }
 
 pub type Batch = Vec<ShardMsg>;

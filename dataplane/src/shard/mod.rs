@@ -321,6 +321,7 @@ impl Shard {
                 reply,
             } => self.answer_shadow_list(&thing, next_token.as_deref(), page_size, reply),
             ShardMsg::Reply { id, reply } => self.replies.complete(id, reply),
+            ShardMsg::PubAck(to) => self.send_puback(to),
         }
     }
 
