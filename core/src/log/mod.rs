@@ -625,16 +625,32 @@ impl SyncHandle {
     /// Skips the system call when another sync already covered it. A failure poisons the
     /// log.
     pub fn sync(self) -> Result<Lsn, LogError> {
-        self.shared.check()?;
-        if self.shared.durable.load(Ordering::Acquire) >= self.lsn.get() {
+        if !self.needs_sync()? {
             return Ok(self.lsn);
         }
-        let synced = self
-            .segment
-            .file
-            .sync_data()
-            .map_err(LogError::io("fdatasync", &self.segment.path));
-        self.shared.poison(synced)?;
+        let synced = self.segment.file.sync_data();
+        self.synced(synced)
+    }
+
+    /// False when another sync already covered this handle's LSN; an error when the log is
+    /// poisoned. For callers that fdatasync [`SyncHandle::fd`] themselves (through an
+    /// io_uring, say) and then report with [`SyncHandle::synced`].
+    pub fn needs_sync(&self) -> Result<bool, LogError> {
+        self.shared.check()?;
+        Ok(self.shared.durable.load(Ordering::Acquire) < self.lsn.get())
+    }
+
+    /// The segment file to fdatasync. It stays open while this handle lives.
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.segment.file.as_fd()
+    }
+
+    /// Records the outcome of an fdatasync of [`SyncHandle::fd`]: the LSN now durable, or
+    /// the error, which poisons the log.
+    pub fn synced(self, result: std::io::Result<()>) -> Result<Lsn, LogError> {
+        self.shared
+            .poison(result.map_err(LogError::io("fdatasync", &self.segment.path)))?;
         self.shared.made_durable(self.lsn);
         Ok(self.lsn)
     }

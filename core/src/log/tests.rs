@@ -568,6 +568,36 @@ fn sync_handle_syncs_from_another_thread() -> TestResult {
 }
 
 #[test]
+fn a_sync_done_elsewhere_is_reported_through_the_handle() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (mut log, _) = Log::open(dir.path(), small())?;
+    for i in 1..=3 {
+        log.append(&rec(i))?;
+    }
+    log.flush()?;
+    let handle = log.sync_handle();
+    assert!(handle.needs_sync()?);
+    // The caller syncs the descriptor its own way (the server: through its io_uring).
+    let file = std::fs::File::from(handle.fd().try_clone_to_owned()?);
+    let result = file.sync_data();
+    assert_eq!(handle.synced(result)?, Lsn::new(3));
+    assert_eq!(log.durable_lsn(), Lsn::new(3));
+    // Already covered: no second sync needed.
+    assert!(!log.sync_handle().needs_sync()?);
+
+    // A failed sync poisons the log: every later handle and append says so.
+    log.append(&rec(4))?;
+    log.flush()?;
+    let failing = log.sync_handle();
+    let err = failing.synced(Err(std::io::Error::other("disk gone")));
+    assert!(err.is_err());
+    assert!(log.sync_handle().needs_sync().is_err());
+    assert!(log.append(&rec(5)).is_err());
+    assert_eq!(log.durable_lsn(), Lsn::new(3));
+    Ok(())
+}
+
+#[test]
 fn sync_handles_can_go_to_blocking_threads() {
     fn send_static<T: Send + 'static>() {}
     send_static::<SyncHandle>();
