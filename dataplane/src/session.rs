@@ -28,7 +28,9 @@ pub struct Session {
     /// Seconds the session outlives its connection; 0 ends it with the connection.
     pub expiry_secs: u32,
     /// The will of the current (or last) connection, published when it ends abnormally.
-    pub will: Option<Will>,
+    /// Boxed: most clients set no will, and inline it would make every session (and the
+    /// shard's session table, sized for them) 240 bytes larger.
+    pub will: Option<Box<Will>>,
     /// Random-looking id that changes per connection, for lifecycle events.
     pub session_identifier: String,
 }

@@ -172,7 +172,7 @@ pub async fn establish(shard: &Rc<Shard>, connect: &Connect) -> Option<Accepted>
         ),
     };
     session.expiry_secs = expiry;
-    session.will = connect.will.clone();
+    session.will = connect.will.clone().map(Box::new);
     session.session_identifier = format!("{:016x}", key.0.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let acks = shard.install_session(key, session);
     shard.await_acks(acks).await;

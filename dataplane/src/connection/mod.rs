@@ -65,6 +65,17 @@ impl End {
     }
 }
 
+/// What handling the next buffered packet came to.
+enum Step {
+    /// Handled; go on.
+    Done,
+    /// Handled up to a wait (see `packets::Later`).
+    Later(packets::Later),
+    /// Nothing whole left in the buffer.
+    Drained,
+    End(End),
+}
+
 /// Counts a live connection for the shard until dropped.
 struct LiveGuard(Rc<Shard>);
 
@@ -91,13 +102,41 @@ pub(crate) struct Connection {
     connect_expiry: u32,
 }
 
-pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
+/// The task of one accepted connection.
+///
+/// The handshake is boxed and freed once done: an async fn's state is as large as its
+/// largest await point, and the handshake's (the socket before it is split, the CONNECT,
+/// the refusal paths) would otherwise size the task of every connection for its whole
+/// life. It is boxed before the task is made, so not even the socket's argument slot stays
+/// in the task. What the connection keeps is `Live`.
+pub fn serve(shard: Rc<Shard>, stream: TcpStream) -> impl std::future::Future<Output = ()> {
     shard.live_connections.set(shard.live_connections.get() + 1);
-    let _live = LiveGuard(shard.clone());
-    let peer = match stream.peer_addr() {
-        Ok(p) => p,
-        Err(_) => return,
-    };
+    let live_guard = LiveGuard(shard.clone());
+    let handshake = Box::pin(handshake(shard, stream));
+    async move {
+        let _live = live_guard;
+        let Some(mut live) = handshake.await else {
+            return;
+        };
+        live.run().await;
+    }
+}
+
+/// An accepted connection after CONNACK: what its task holds while the client is connected.
+struct Live {
+    connection: Connection,
+    reader: io::Half,
+    buf: BytesMut,
+    decoder: Decoder,
+    writer_task: glommio::Task<()>,
+    keep_alive: Duration,
+    session_identifier: String,
+}
+
+/// CONNECT to CONNACK. `None` when the connection ended there (refused, timed out, bad
+/// first packet).
+async fn handshake(shard: Rc<Shard>, stream: TcpStream) -> Option<Live> {
+    let peer = stream.peer_addr().ok()?;
     let _ = stream.set_nodelay(true);
     let (mut reader, writer_half) = io::split(stream);
     let mut buf = BytesMut::new();
@@ -105,44 +144,40 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
 
     let connect_timeout = Duration::from_secs(shard.config.limits.connect_timeout_secs);
     let handshake_deadline = shard.handshake_deadline(connect_timeout);
-    // The handshake's futures and the CONNECT packet are boxed: inline, the largest of them
-    // would size the connection's task for its whole life (idle memory per connection).
-    let connect = {
-        let first = Box::pin(futures_lite::future::or(
-            async { Some(read_packet(&shard, &mut reader, &mut buf, &mut decoder).await) },
-            async {
-                handshake_deadline.notified().await;
-                None
-            },
-        ))
-        .await;
-        match first {
-            None => {
-                tracing::debug!(%peer, "no CONNECT within connect_timeout_secs; closing");
-                return;
+    let first = futures_lite::future::or(
+        async { Some(read_packet(&shard, &mut reader, &mut buf, &mut decoder).await) },
+        async {
+            handshake_deadline.notified().await;
+            None
+        },
+    )
+    .await;
+    let connect = match first {
+        None => {
+            tracing::debug!(%peer, "no CONNECT within connect_timeout_secs; closing");
+            return None;
+        }
+        Some(Ok(Some(Packet::Connect(c)))) => c,
+        Some(Ok(_)) => return None,
+        Some(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "bad first packet");
+            if let iotcore_core::mqtt::DecodeError::UnsupportedProtocolVersion { .. } = e {
+                // [MQTT-3.1.2-2]: answer with return code 0x01 and close.
+                let conn = Rc::new(ConnHandle::new(
+                    ProtocolVersion::V311,
+                    u32::MAX,
+                    0,
+                    usize::MAX,
+                    Duration::from_secs(1),
+                ));
+                conn.send(&connect::refusal(
+                    ProtocolVersion::V311,
+                    ReasonCode::UnsupportedProtocolVersion,
+                ));
+                conn.kill(Kill::Closing);
+                writer::run(shard.clone(), conn, writer_half).await;
             }
-            Some(Ok(Some(Packet::Connect(c)))) => Box::new(c),
-            Some(Ok(_)) => return,
-            Some(Err(e)) => {
-                tracing::debug!(%peer, error = %e, "bad first packet");
-                if let iotcore_core::mqtt::DecodeError::UnsupportedProtocolVersion { .. } = e {
-                    // [MQTT-3.1.2-2]: answer with return code 0x01 and close.
-                    let conn = Rc::new(ConnHandle::new(
-                        ProtocolVersion::V311,
-                        u32::MAX,
-                        0,
-                        usize::MAX,
-                        Duration::from_secs(1),
-                    ));
-                    conn.send(&connect::refusal(
-                        ProtocolVersion::V311,
-                        ReasonCode::UnsupportedProtocolVersion,
-                    ));
-                    conn.kill(Kill::Closing);
-                    Box::pin(writer::run(shard.clone(), conn, writer_half)).await;
-                }
-                return;
-            }
+            return None;
         }
     };
 
@@ -159,84 +194,97 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         limits.max_outbound_bytes,
         Duration::from_secs(limits.slow_consumer_timeout_secs),
     ));
-    let writer_task = glommio::spawn_local(writer::run(shard.clone(), conn.clone(), writer_half));
+    let mut writer_task =
+        glommio::spawn_local(writer::run(shard.clone(), conn.clone(), writer_half));
 
     if let Err(refused) = connect::validate(&connect, &peer, &shard.config) {
         tracing::info!(%peer, client_id = %connect.client_id, reason = refused.1, "CONNECT refused");
         conn.send(&connect::refusal(version, refused.0));
-        close(&conn, writer_task).await;
-        return;
+        close(&conn, &mut writer_task).await;
+        return None;
     }
-    // Unpacked in a block so the CONNACK and CONNECT are gone from the task's state before
-    // the read loop (a partly moved local keeps its space until its scope ends).
-    let (key, client_id, keep_alive, connect_expiry) = {
-        let Some(accepted) = Box::pin(connect::establish(&shard, &connect)).await else {
-            close(&conn, writer_task).await;
-            return;
-        };
-        conn.send(&Packet::ConnAck(accepted.connack));
-        (
-            accepted.key,
-            accepted.client_id,
-            accepted.keep_alive,
-            connect.properties.session_expiry_interval.unwrap_or(0),
-        )
+    let Some(accepted) = connect::establish(&shard, &connect).await else {
+        close(&conn, &mut writer_task).await;
+        return None;
     };
-    drop(connect);
-    let span = tracing::debug_span!("conn", client_id = %client_id, shard = shard.id.0);
-    let _enter = span.enter();
+    conn.send(&Packet::ConnAck(accepted.connack));
+    let key = accepted.key;
     let conn_id = shard.register_connection(conn.clone());
     bump(&shard.metrics.connections_total, 1);
     conn.session_key.set(Some(key));
     attach(&shard, key, &conn);
 
-    let mut connection = Connection {
+    let connection = Connection {
         shard: shard.clone(),
-        conn: conn.clone(),
+        conn,
         conn_id,
         key,
-        client_id,
+        client_id: accepted.client_id,
         version,
         inbound_aliases: HashMap::new(),
-        connect_expiry,
+        connect_expiry: connect.properties.session_expiry_interval.unwrap_or(0),
     };
     let session_identifier = connection.session_identifier();
     connection.emit(
         |who| events::connected(who, &peer.ip().to_string()),
         &session_identifier,
     );
+    Some(Live {
+        connection,
+        reader,
+        buf,
+        decoder,
+        writer_task,
+        keep_alive: accepted.keep_alive.mul_f64(1.5),
+        session_identifier,
+    })
+}
 
-    let keep_alive = keep_alive.mul_f64(1.5);
-    let end = connection
-        .read_loop(&mut reader, &mut buf, &mut decoder, keep_alive)
-        .await;
-    tracing::debug!(?end, "connection ended");
-    if version == ProtocolVersion::V5 {
-        if let Some((code, message)) = end.server_disconnect() {
-            conn.send(&Packet::Disconnect(Disconnect {
-                reason: code,
-                properties: DisconnectProperties {
-                    reason_string: message.map(Into::into),
-                    ..Default::default()
-                },
-            }));
+impl Live {
+    /// Borrows rather than consumes `self`: a moved-in `Live` would be held twice in the
+    /// task's state (the argument's slot and the locals taken out of it).
+    async fn run(&mut self) {
+        let end = self
+            .connection
+            .read_loop(
+                &mut self.reader,
+                &mut self.buf,
+                &mut self.decoder,
+                self.keep_alive,
+            )
+            .await;
+        self.buf = BytesMut::new();
+        let connection = &self.connection;
+        tracing::debug!(client_id = %connection.client_id, ?end, "connection ended");
+        let shard = connection.shard.clone();
+        let conn = connection.conn.clone();
+        if connection.version == ProtocolVersion::V5 {
+            if let Some((code, message)) = end.server_disconnect() {
+                conn.send(&Packet::Disconnect(Disconnect {
+                    reason: code,
+                    properties: DisconnectProperties {
+                        reason_string: message.map(Into::into),
+                        ..Default::default()
+                    },
+                }));
+            }
         }
+        if matches!(end, End::Killed(Kill::SlowConsumer)) {
+            bump(&shard.metrics.slow_consumer_disconnects_total, 1);
+        }
+        close(&conn, &mut self.writer_task).await;
+        shard.unregister_connection(connection.conn_id);
+        connection.detach(&end);
+        connection.emit(
+            |who| events::disconnected(who, end.lifecycle_reason()),
+            &self.session_identifier,
+        );
     }
-    if matches!(end, End::Killed(Kill::SlowConsumer)) {
-        bump(&shard.metrics.slow_consumer_disconnects_total, 1);
-    }
-    close(&conn, writer_task).await;
-    shard.unregister_connection(conn_id);
-    connection.detach(&end);
-    connection.emit(
-        |who| events::disconnected(who, end.lifecycle_reason()),
-        &session_identifier,
-    );
 }
 
 /// Lets the writer send what is pending, then stops it (waiting at most a second: a client
 /// that never reads must not hold the connection open).
-async fn close(conn: &Rc<ConnHandle>, writer_task: glommio::Task<()>) {
+async fn close(conn: &Rc<ConnHandle>, writer_task: &mut glommio::Task<()>) {
     conn.kill(Kill::Closing);
     futures_lite::future::or(writer_task, async {
         glommio::timer::sleep(Duration::from_secs(1)).await;
@@ -319,6 +367,32 @@ impl Connection {
         }
     }
 
+    /// Decodes and handles the next packet in `buf`. A function of its own, not inline in
+    /// the read loop: a decoder result matched around an await would stay (264 bytes) in
+    /// every connection's task.
+    fn next_packet(&mut self, decoder: &mut Decoder, buf: &mut BytesMut) -> Step {
+        match decoder.decode(buf) {
+            Ok(Some(packet)) => match self.handle(packet) {
+                Ok(None) => Step::Done,
+                Ok(Some(later)) => Step::Later(later),
+                Err(end) => Step::End(end),
+            },
+            Ok(None) => {
+                // Everything decoded: drop the (now empty) buffer so an idle connection
+                // holds no read memory; decoded messages keep what they point into alive
+                // on their own.
+                if buf.is_empty() {
+                    *buf = BytesMut::new();
+                }
+                Step::Drained
+            }
+            Err(e) => Step::End(End::Protocol {
+                code: e.reason_code(),
+                message: e.to_string(),
+            }),
+        }
+    }
+
     async fn read_loop(
         &mut self,
         reader: &mut io::Half,
@@ -337,31 +411,15 @@ impl Connection {
         let mut idle_timer = glommio::timer::Timer::new(keep_alive);
         loop {
             loop {
-                match decoder.decode(buf) {
-                    Ok(Some(packet)) => match self.handle(packet) {
-                        Ok(None) => {}
-                        Ok(Some(later)) => {
-                            if let Err(end) = Box::pin(self.finish(later)).await {
-                                return end;
-                            }
-                        }
-                        Err(end) => return end,
-                    },
-                    Ok(None) => {
-                        // Everything decoded: drop the (now empty) buffer so an idle
-                        // connection holds no read memory; decoded messages keep what
-                        // they point into alive on their own.
-                        if buf.is_empty() {
-                            *buf = BytesMut::new();
-                        }
-                        break;
-                    }
-                    Err(e) => {
-                        return End::Protocol {
-                            code: e.reason_code(),
-                            message: e.to_string(),
+                match self.next_packet(decoder, buf) {
+                    Step::Done => {}
+                    Step::Later(later) => {
+                        if let Err(end) = Box::pin(self.finish(later)).await {
+                            return end;
                         }
                     }
+                    Step::Drained => break,
+                    Step::End(end) => return end,
                 }
             }
             self.shard.backpressure().await;

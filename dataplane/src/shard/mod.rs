@@ -58,8 +58,10 @@ struct Match {
 }
 
 pub struct ShardState {
-    /// Looked up on every delivery: a fast hasher (keys are ours, not a peer's).
-    pub sessions: HashMap<SessionKey, SessionSlot, foldhash::fast::RandomState>,
+    /// Looked up on every delivery: a fast hasher (keys are ours, not a peer's). Slots are
+    /// boxed: the table keeps spare room (up to half of it after growing), and inline slots
+    /// made that room a few hundred bytes per idle connection.
+    pub sessions: HashMap<SessionKey, Box<SessionSlot>, foldhash::fast::RandomState>,
     pub by_client: HashMap<ClientId, SessionKey>,
     subs: SubscriptionTrie<SessionKey, LocalSub>,
     shared_subs: SubscriptionTrie<(ShareGroup, SessionKey), LocalSub>,

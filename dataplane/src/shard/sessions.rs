@@ -26,10 +26,10 @@ impl Shard {
         st.by_client.insert(session.client_id.clone(), key);
         st.sessions.insert(
             key,
-            SessionSlot {
+            Box::new(SessionSlot {
                 session,
                 conn: None,
-            },
+            }),
         );
         acks
     }
@@ -76,7 +76,7 @@ impl Shard {
     }
 
     /// Takes a session off this shard: its trie entries, its slot, its client id mapping.
-    pub fn remove_session(&self, key: SessionKey) -> Option<SessionSlot> {
+    pub fn remove_session(&self, key: SessionKey) -> Option<Box<SessionSlot>> {
         let mut st = self.state.borrow_mut();
         let slot = st.sessions.remove(&key)?;
         self.persist_ended(&slot.session.client_id);
@@ -112,7 +112,12 @@ impl Shard {
     }
 
     /// Publishes a will message as if its client had sent it.
-    pub fn publish_will(self: &Rc<Self>, client_id: &ClientId, will: iotcore_core::mqtt::Will) {
+    pub fn publish_will(
+        self: &Rc<Self>,
+        client_id: &ClientId,
+        will: Box<iotcore_core::mqtt::Will>,
+    ) {
+        let will = *will;
         let mut properties = will.properties;
         let expires_at = properties
             .message_expiry_interval
