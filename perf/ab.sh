@@ -33,7 +33,9 @@ mkdir -p "$out"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 [ -x "$bench" ] || { echo "no $bench: cargo build --release -p iotcore-bench" >&2; exit 1; }
 
-port=$((20000 + RANDOM % 20000))
+# Ports below the ephemeral range (32768 and up here), where the generator's own client
+# sockets would collide with a listener.
+port=$((20000 + RANDOM % 10000))
 run_one() {
     local tag=$1 bin=$2
     shift 2
@@ -55,6 +57,11 @@ EOF
     local pid=$!
     for _ in $(seq 1 200); do
         (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+        if ! kill -0 "$pid" 2>/dev/null; then
+            echo "$tag: the broker did not start:" >&2
+            tail -3 "$dir/broker.log" >&2
+            return 0
+        fi
         sleep 0.05
     done
     "$bench" run --port "$port" --broker-pid "$pid" "${@//PORTM/$((port + 1))}" > "$dir/run.json" 2> "$dir/run.log" || true

@@ -14,6 +14,7 @@ mod listener;
 mod message;
 mod metrics;
 mod notify;
+mod placement;
 mod retained_store;
 mod server;
 mod session;

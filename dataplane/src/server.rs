@@ -25,6 +25,7 @@ use crate::message::SharedMessage;
 use crate::metrics::Snapshot;
 use crate::retained_store::RetainedStore;
 use crate::shard::links::Links;
+use crate::shard::mesh::ShardMsg;
 use crate::shard::Shard;
 
 /// Batches in flight per ordered pair of shards before a sender waits.
@@ -91,6 +92,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     }
     let config = Arc::new(config);
     let directory = Arc::new(Directory::default());
+    let placement = Arc::new(crate::placement::Placement::new(shards));
     let links = Arc::new(Links::new(shards, MESH_CHANNEL_BATCHES));
     let next_index = Arc::new(AtomicUsize::new(0));
     let life = Arc::new(Lifecycle::default());
@@ -122,6 +124,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .on_all_shards(move || {
             let config = config.clone();
             let directory = directory.clone();
+            let placement = placement.clone();
             let links = links.clone();
             let index = next_index.fetch_add(1, Ordering::AcqRel);
             let snapshots = snapshots.clone();
@@ -144,7 +147,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                             retained,
                         };
                         run_shard(
-                            config, directory, &links, index, snapshots, &life, shards, durable,
+                            config, directory, placement, &links, index, snapshots, &life, shards,
+                            durable,
                         )
                         .await
                     }
@@ -197,6 +201,7 @@ struct Durable {
 async fn run_shard(
     config: Arc<Config>,
     directory: Arc<Directory>,
+    placement: Arc<crate::placement::Placement>,
     links: &Links,
     index: usize,
     snapshots: Vec<Arc<Snapshot>>,
@@ -209,7 +214,7 @@ async fn run_shard(
     let shard_links = links
         .take(index)
         .context("no channels for this shard index")?;
-    let shard = Shard::new(id, shards, config.clone(), directory);
+    let shard = Shard::new(id, shards, config.clone(), directory, placement);
     shard.start_mesh(shard_links);
     let started = Instant::now();
     let service = crate::storage::open_shadows(&config, id)?;
@@ -252,9 +257,17 @@ async fn run_shard(
 
     let accept = async {
         loop {
-            match listener.accept().await {
-                Ok(stream) => {
-                    glommio::spawn_local(connection::serve(shard.clone(), stream)).detach();
+            match listener.shared_accept().await {
+                Ok(accepted) => {
+                    // Served here, or by a shard with fewer connections (`placement.rs`).
+                    let to = shard.placement.place(id);
+                    if to == id {
+                        let stream = accepted.bind_to_executor();
+                        glommio::spawn_local(connection::serve(shard.clone(), stream)).detach();
+                    } else {
+                        crate::metrics::bump(&shard.metrics.connections_handed_over_total, 1);
+                        shard.post_to(to, ShardMsg::Adopt(accepted));
+                    }
                 }
                 Err(e) => {
                     // Out of file descriptors, most likely: wait instead of spinning.

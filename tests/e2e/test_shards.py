@@ -113,3 +113,20 @@ def test_cross_shard_disconnect_event(two_shards, uid):
         if m.topic == f"$aws/events/presence/disconnected/{victim_id}":
             seen = json.loads(m.payload)["disconnectReason"] == "CONNECTION_LOST"
     assert seen
+
+
+def test_connections_are_spread_over_the_shards(broker, client_factory, uid):
+    """Whatever the kernel's SO_REUSEPORT hash does, a shard never serves more than 3
+    connections above the other (placement.rs: a fuller shard hands new ones over), and a
+    handed-over connection works like any other."""
+    clients = [client_factory() for _ in range(40)]
+    per_shard = {0: 0, 1: 0}
+    for c in clients:
+        per_shard[_shard(c)] += 1
+    assert abs(per_shard[0] - per_shard[1]) <= 3, per_shard
+    sub = clients[-1]
+    sub.subscribe(f"{uid}/spread/#", 1)
+    for i, c in enumerate(clients[:-1]):
+        c.publish(f"{uid}/spread/{i}", str(i).encode(), 1)
+    got = sorted(int(m.payload) for m in sub.get_n(len(clients) - 1))
+    assert got == list(range(len(clients) - 1))

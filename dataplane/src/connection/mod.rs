@@ -84,6 +84,7 @@ impl Drop for LiveGuard {
         self.0
             .live_connections
             .set(self.0.live_connections.get() - 1);
+        self.0.placement.leave(self.0.id);
     }
 }
 
@@ -102,7 +103,8 @@ pub(crate) struct Connection {
     connect_expiry: u32,
 }
 
-/// The task of one accepted connection.
+/// The task of one accepted connection, already counted for this shard by
+/// `Placement::place`.
 ///
 /// The handshake is boxed and freed once done: an async fn's state is as large as its
 /// largest await point, and the handshake's (the socket before it is split, the CONNECT,

@@ -54,6 +54,9 @@ pub enum ShardMsg {
     Reply { id: ReplyId, reply: Reply },
     /// Acknowledge a shadow request PUBLISH of one of this shard's connections.
     PubAck(crate::shadow::service::PubAckTo),
+    /// Serve this connection, accepted by a fuller shard (`placement.rs`); it is counted
+    /// for this shard already.
+    Adopt(glommio::net::AcceptedTcpStream),
 }
 
 pub type Batch = Vec<ShardMsg>;

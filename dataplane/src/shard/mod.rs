@@ -85,6 +85,8 @@ pub struct Shard {
     pub shard_count: usize,
     pub config: Arc<Config>,
     pub directory: Arc<Directory>,
+    /// Live connections per shard, for placing new ones (`placement.rs`).
+    pub placement: Arc<crate::placement::Placement>,
     pub state: RefCell<ShardState>,
     /// Messages for each peer shard, waiting for that peer's sender task.
     outbox: Vec<RefCell<Batch>>,
@@ -141,12 +143,14 @@ impl Shard {
         shard_count: usize,
         config: Arc<Config>,
         directory: Arc<Directory>,
+        placement: Arc<crate::placement::Placement>,
     ) -> Rc<Shard> {
         Rc::new(Shard {
             id,
             shard_count,
             config,
             directory,
+            placement,
             state: RefCell::new(ShardState {
                 sessions: HashMap::default(),
                 by_client: HashMap::new(),
@@ -324,6 +328,15 @@ impl Shard {
             } => self.answer_shadow_list(&thing, next_token.as_deref(), page_size, reply),
             ShardMsg::Reply { id, reply } => self.replies.complete(id, reply),
             ShardMsg::PubAck(to) => self.send_puback(to),
+            ShardMsg::Adopt(accepted) => {
+                let stream = accepted.bind_to_executor();
+                if self.shutting_down.get() {
+                    // Closed by the drop; the count taken for it is given back.
+                    self.placement.leave(self.id);
+                    return;
+                }
+                glommio::spawn_local(crate::connection::serve(self.clone(), stream)).detach();
+            }
         }
     }
 

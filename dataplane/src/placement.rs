@@ -1,0 +1,108 @@
+//! Which shard serves an accepted connection.
+//!
+//! Every shard listens on the same port (SO_REUSEPORT) and the kernel picks a listener by a
+//! hash of the connection's addresses, which spreads connections unevenly: with 100 devices
+//! on 2 shards, 57/43 was common, and the fuller shard's core then set the latency of the
+//! whole run (bench/results, session 3). A shard that holds more than `SLACK` connections
+//! above the least loaded one hands a new connection to that shard instead of serving it.
+//!
+//! The slack keeps small setups as the kernel placed them: two or three connections are
+//! never moved (a publisher and its subscriber on one shard need no hop between shards).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::ids::ShardId;
+
+/// How far above the least loaded shard a shard may go before it hands connections over.
+pub const SLACK: usize = 2;
+
+/// Live connections per shard, shared by all shards.
+pub struct Placement {
+    live: Box<[AtomicUsize]>,
+}
+
+impl Placement {
+    pub fn new(shards: usize) -> Placement {
+        Placement {
+            live: (0..shards.max(1)).map(|_| AtomicUsize::new(0)).collect(),
+        }
+    }
+
+    /// The shard to serve a connection `here` accepted, counted for it already (the
+    /// count is taken before the hand-over, so a burst of accepts does not all go to the
+    /// same shard before it has counted them).
+    pub fn place(&self, here: ShardId) -> ShardId {
+        let least = self
+            .live
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, n)| n.load(Ordering::Relaxed))
+            .map_or(here.0, |(i, _)| i);
+        let load = |i: usize| self.live.get(i).map_or(0, |n| n.load(Ordering::Relaxed));
+        let chosen = if load(here.0) > load(least) + SLACK {
+            least
+        } else {
+            here.0
+        };
+        if let Some(n) = self.live.get(chosen) {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
+        ShardId(chosen)
+    }
+
+    /// A connection of `shard` ended.
+    pub fn leave(&self, shard: ShardId) {
+        if let Some(n) = self.live.get(shard.0) {
+            // Never below zero, even if a caller miscounts.
+            let _ = n.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
+        }
+    }
+
+    #[cfg(test)]
+    fn loads(&self) -> Vec<usize> {
+        self.live
+            .iter()
+            .map(|n| n.load(Ordering::Relaxed))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_few_connections_stay_where_the_kernel_put_them() {
+        let p = Placement::new(2);
+        assert_eq!(p.place(ShardId(0)), ShardId(0));
+        assert_eq!(p.place(ShardId(0)), ShardId(0));
+        assert_eq!(p.place(ShardId(0)), ShardId(0));
+        assert_eq!(p.loads(), vec![3, 0]);
+    }
+
+    #[test]
+    fn a_shard_past_the_slack_hands_over_to_the_least_loaded() {
+        let p = Placement::new(3);
+        for _ in 0..100 {
+            p.place(ShardId(1));
+        }
+        let loads = p.loads();
+        let (max, min) = (loads.iter().max().unwrap(), loads.iter().min().unwrap());
+        assert!(max - min <= SLACK + 1, "{loads:?}");
+        assert_eq!(loads.iter().sum::<usize>(), 100);
+    }
+
+    #[test]
+    fn leaving_frees_room_and_never_goes_below_zero() {
+        let p = Placement::new(2);
+        for _ in 0..4 {
+            p.place(ShardId(0));
+        }
+        assert_eq!(p.loads(), vec![3, 1]);
+        p.leave(ShardId(1));
+        p.leave(ShardId(1));
+        assert_eq!(p.loads(), vec![3, 0]);
+        // Shard 1 is empty again: shard 0 (3 > 0 + 2) hands the next one over.
+        assert_eq!(p.place(ShardId(0)), ShardId(1));
+    }
+}
