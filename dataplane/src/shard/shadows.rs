@@ -54,6 +54,11 @@ impl Shard {
             let mut service = self.shadows.borrow_mut();
             let Some(service) = service.as_mut() else {
                 tracing::warn!("shadow request on a shard without a shadow store");
+                drop(service);
+                // Unanswered, but the PUBLISH itself was received: acknowledge it.
+                if let crate::shadow::service::Origin::Mqtt(Some(to)) = req.origin {
+                    self.emit_shadow_outputs(vec![Output::PubAck(to)]);
+                }
                 return;
             };
             crate::metrics::bump(&self.metrics.shadow_requests_total, 1);
