@@ -287,6 +287,7 @@ async fn run_shard(
                 last_metrics = Instant::now();
             }
             shard.expire_handshakes();
+            shard.expire_keep_alives();
             glommio::timer::sleep(HOUSEKEEPING_INTERVAL).await;
         }
     };

@@ -134,12 +134,15 @@ def test_keepalive_timeout_drops_silent_client(broker, version):
     elapsed = time.monotonic() - t0
     # 1.5 x keep-alive, plus slack for timer granularity. Mosquitto only checks
     # keep-alives every ~5 s, so it gets a looser bound.
-    assert elapsed < (7.0 if IS_MOSQUITTO else 3.0), f"dropped only after {elapsed:.2f}s"
-    assert elapsed > 0.9, f"dropped too early ({elapsed:.2f}s)"
+    assert elapsed < (7.0 if IS_MOSQUITTO else 2.5), f"dropped only after {elapsed:.2f}s"
+    assert elapsed > (0.9 if IS_MOSQUITTO else 1.4), f"dropped too early ({elapsed:.2f}s)"
     if version == 5:
         discs = [p for p in pkts if p.type == r.DISCONNECT]
-        if discs:
-            assert discs[-1].rc == 0x8D
+        if IS_MOSQUITTO:
+            assert not discs or discs[-1].rc == 0x8D
+        else:
+            # iotcore says why before closing: Keep Alive timeout.
+            assert discs and discs[-1].rc == 0x8D, pkts
     roundtrip_ok(broker)
 
 

@@ -31,6 +31,8 @@ pub enum Kill {
     WriteFailed,
     /// The reader is done with the connection: write what is pending, then stop.
     Closing,
+    /// Nothing arrived for 1.5 times the keep-alive (`Shard::expire_keep_alives`).
+    KeepAlive,
 }
 
 impl Kill {
@@ -41,6 +43,7 @@ impl Kill {
             Kill::Shutdown => ReasonCode::ServerShuttingDown,
             Kill::WriteFailed => ReasonCode::UnspecifiedError,
             Kill::Closing => ReasonCode::Success,
+            Kill::KeepAlive => ReasonCode::KeepAliveTimeout,
         }
     }
 }
@@ -74,6 +77,10 @@ pub struct ConnHandle {
     held_back: Cell<bool>,
     /// The session this connection serves, once CONNECT is accepted.
     pub session_key: Cell<Option<crate::ids::SessionKey>>,
+    /// When the reader last got bytes, for the shard's keep-alive check.
+    pub last_read: Cell<Instant>,
+    /// 1.5 times the keep-alive; zero: none.
+    pub keep_alive: Cell<Duration>,
 }
 
 impl ConnHandle {
@@ -101,6 +108,8 @@ impl ConnHandle {
             messages_out: Cell::new(0),
             held_back: Cell::new(false),
             session_key: Cell::new(None),
+            last_read: Cell::new(Instant::now()),
+            keep_alive: Cell::new(Duration::ZERO),
         }
     }
 

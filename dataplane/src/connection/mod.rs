@@ -32,8 +32,6 @@ pub(crate) enum End {
     ClientDisconnect { publish_will: bool },
     /// The socket closed or failed.
     Lost,
-    /// Nothing arrived for 1.5 times the keep-alive.
-    KeepAlive,
     /// The client broke the protocol.
     Protocol { code: ReasonCode, message: String },
     /// The shard closed it.
@@ -45,11 +43,11 @@ impl End {
         match self {
             End::ClientDisconnect { .. } => DisconnectReason::ClientInitiated,
             End::Lost | End::Killed(Kill::WriteFailed) => DisconnectReason::ConnectionLost,
-            End::KeepAlive => DisconnectReason::KeepAliveTimeout,
             End::Protocol { .. } => DisconnectReason::ClientError,
             End::Killed(Kill::TakenOver) => DisconnectReason::DuplicateClientId,
             End::Killed(Kill::SlowConsumer) => DisconnectReason::Throttled,
             End::Killed(Kill::Shutdown | Kill::Closing) => DisconnectReason::ServerInitiated,
+            End::Killed(Kill::KeepAlive) => DisconnectReason::KeepAliveTimeout,
         }
     }
 
@@ -58,7 +56,6 @@ impl End {
         match self {
             End::ClientDisconnect { .. } | End::Lost | End::Killed(Kill::WriteFailed) => None,
             End::Killed(Kill::Closing) => None,
-            End::KeepAlive => Some((ReasonCode::KeepAliveTimeout, None)),
             End::Protocol { code, message } => Some((*code, Some(message.clone()))),
             End::Killed(k) => Some((k.reason_code(), None)),
         }
@@ -131,7 +128,6 @@ struct Live {
     buf: BytesMut,
     decoder: Decoder,
     writer_task: glommio::Task<()>,
-    keep_alive: Duration,
     session_identifier: String,
 }
 
@@ -212,6 +208,8 @@ async fn handshake(shard: Rc<Shard>, stream: TcpStream) -> Option<Live> {
     conn.send(&Packet::ConnAck(accepted.connack));
     let key = accepted.key;
     let conn_id = shard.register_connection(conn.clone());
+    // Disconnect at 1.5 times the keep-alive ([MQTT-3.1.2-24]), checked by the shard.
+    shard.watch_keep_alive(conn_id, &conn, accepted.keep_alive.mul_f64(1.5));
     bump(&shard.metrics.connections_total, 1);
     conn.session_key.set(Some(key));
     attach(&shard, key, &conn);
@@ -237,7 +235,6 @@ async fn handshake(shard: Rc<Shard>, stream: TcpStream) -> Option<Live> {
         buf,
         decoder,
         writer_task,
-        keep_alive: accepted.keep_alive.mul_f64(1.5),
         session_identifier,
     })
 }
@@ -248,12 +245,7 @@ impl Live {
     async fn run(&mut self) {
         let end = self
             .connection
-            .read_loop(
-                &mut self.reader,
-                &mut self.buf,
-                &mut self.decoder,
-                self.keep_alive,
-            )
+            .read_loop(&mut self.reader, &mut self.buf, &mut self.decoder)
             .await;
         self.buf = BytesMut::new();
         let connection = &self.connection;
@@ -400,17 +392,14 @@ impl Connection {
         reader: &mut io::Half,
         buf: &mut BytesMut,
         decoder: &mut Decoder,
-        keep_alive: Duration,
     ) -> End {
         enum Wake {
             Read(std::io::Result<usize>),
             Killed,
-            Idle,
         }
-        // One keep-alive timer, re-armed only when it fires early: creating and cancelling
-        // a timer for every read cost more than the read at low message rates.
-        let mut last_read = Instant::now();
-        let mut idle_timer = glommio::timer::Timer::new(keep_alive);
+        // No timer here: the shard checks keep-alives for all its connections
+        // (`Shard::expire_keep_alives`) and kills a quiet one with `Kill::KeepAlive`. A
+        // glommio timer per connection was ~190 bytes of every idle connection.
         loop {
             loop {
                 match self.next_packet(decoder, buf) {
@@ -433,39 +422,24 @@ impl Connection {
             }
             let wake = futures_lite::future::or(
                 async { Wake::Read(reader.read_into(&self.shard.read_scratch, buf).await) },
-                futures_lite::future::or(
-                    async {
-                        self.conn.kill_wake.notified().await;
-                        Wake::Killed
-                    },
-                    async {
-                        if keep_alive.is_zero() {
-                            futures_lite::future::pending::<()>().await;
-                        }
-                        (&mut idle_timer).await;
-                        Wake::Idle
-                    },
-                ),
+                async {
+                    self.conn.kill_wake.notified().await;
+                    Wake::Killed
+                },
             )
             .await;
             match wake {
                 Wake::Read(Ok(0)) | Wake::Read(Err(_)) => return End::Lost,
                 Wake::Read(Ok(n)) => {
-                    last_read = Instant::now();
-                    self.shard.clock.set(last_read);
+                    let now = Instant::now();
+                    self.conn.last_read.set(now);
+                    self.shard.clock.set(now);
                     bump(&self.shard.metrics.bytes_in_total, n as u64);
                 }
                 Wake::Killed => {
                     if let Some(kill) = self.conn.killed() {
                         return End::Killed(kill);
                     }
-                }
-                Wake::Idle => {
-                    let quiet = last_read.elapsed();
-                    if quiet >= keep_alive {
-                        return End::KeepAlive;
-                    }
-                    idle_timer = glommio::timer::Timer::new(keep_alive - quiet);
                 }
             }
         }

@@ -14,7 +14,8 @@ mod sessions;
 mod shadows;
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -22,7 +23,7 @@ use iotcore_core::mqtt::SubscriptionOptions;
 use iotcore_core::topic::{RetainedTree, ShareGroup, SubscriptionTrie, TopicFilter};
 
 use crate::config::Config;
-use crate::connection::handle::ConnHandle;
+use crate::connection::handle::{ConnHandle, Kill};
 use crate::directory::Directory;
 use crate::ids::{ClientId, SessionKey, ShardId};
 use crate::message::SharedMessage;
@@ -127,6 +128,8 @@ pub struct Shard {
     /// an io_uring cancel that searches every armed poll: a quarter of the CPU while 10,000
     /// clients connect.
     handshakes: RefCell<std::collections::VecDeque<(std::time::Instant, Rc<Notify>)>>,
+    /// When to look at a connection's keep-alive next, by connection id (earliest first).
+    keep_alives: RefCell<BinaryHeap<Reverse<(std::time::Instant, u64)>>>,
 }
 
 /// The shard's read scratch buffer: the most one read call takes from a socket.
@@ -182,6 +185,7 @@ impl Shard {
             commit_queue: Cell::new(None),
             clock: Cell::new(std::time::Instant::now()),
             handshakes: RefCell::default(),
+            keep_alives: RefCell::default(),
         })
     }
 
@@ -407,6 +411,45 @@ impl Shard {
         while queue.front().is_some_and(|(deadline, _)| *deadline <= now) {
             if let Some((_, notify)) = queue.pop_front() {
                 notify.notify();
+            }
+        }
+    }
+
+    /// Starts checking a connection's keep-alive (`limit` is 1.5 times the client's value;
+    /// zero: the client asked for none).
+    pub fn watch_keep_alive(&self, conn_id: u64, conn: &ConnHandle, limit: std::time::Duration) {
+        if limit.is_zero() {
+            return;
+        }
+        conn.keep_alive.set(limit);
+        let check = conn.last_read.get() + limit;
+        self.keep_alives.borrow_mut().push(Reverse((check, conn_id)));
+    }
+
+    /// Kills the connections that were quiet for their whole keep-alive; the others (and
+    /// ones that heard from their client since) are looked at again when their time comes.
+    /// One heap entry per connection instead of a timer: checked by the housekeeping task,
+    /// so up to one housekeeping interval late.
+    pub fn expire_keep_alives(&self) {
+        let now = std::time::Instant::now();
+        loop {
+            let due = {
+                let mut heap = self.keep_alives.borrow_mut();
+                match heap.peek() {
+                    Some(Reverse((at, _))) if *at <= now => heap.pop().map(|Reverse((_, id))| id),
+                    _ => None,
+                }
+            };
+            let Some(id) = due else { return };
+            let Some(conn) = self.connections.borrow().get(&id).cloned() else {
+                continue; // gone already
+            };
+            let limit = conn.keep_alive.get();
+            let next = conn.last_read.get() + limit;
+            if next <= now {
+                conn.kill(Kill::KeepAlive);
+            } else {
+                self.keep_alives.borrow_mut().push(Reverse((next, id)));
             }
         }
     }
