@@ -423,7 +423,9 @@ impl Shard {
         }
         conn.keep_alive.set(limit);
         let check = conn.last_read.get() + limit;
-        self.keep_alives.borrow_mut().push(Reverse((check, conn_id)));
+        self.keep_alives
+            .borrow_mut()
+            .push(Reverse((check, conn_id)));
     }
 
     /// Kills the connections that were quiet for their whole keep-alive; the others (and
