@@ -434,6 +434,7 @@ impl Shard {
     /// so up to one housekeeping interval late.
     pub fn expire_keep_alives(&self) {
         let now = std::time::Instant::now();
+        self.compact_keep_alives();
         loop {
             let due = {
                 let mut heap = self.keep_alives.borrow_mut();
@@ -456,6 +457,22 @@ impl Shard {
         }
     }
 
+    /// Entries of ended connections stay in the heap until their time comes, which is up
+    /// to 1.5 × 1200 s away: under connection churn the heap would grow without bound, so
+    /// once it holds more than twice the live connections it is rebuilt from the live ones.
+    fn compact_keep_alives(&self) {
+        let live = self.connections.borrow();
+        let mut heap = self.keep_alives.borrow_mut();
+        if heap.len() <= 2 * live.len() + 1024 {
+            return;
+        }
+        let entries = std::mem::take(&mut *heap).into_vec();
+        *heap = entries
+            .into_iter()
+            .filter(|Reverse((_, id))| live.contains_key(id))
+            .collect();
+    }
+
     pub fn register_connection(&self, conn: Rc<ConnHandle>) -> u64 {
         let id = self.next_conn.get() + 1;
         self.next_conn.set(id);
@@ -465,5 +482,76 @@ impl Shard {
 
     pub fn unregister_connection(&self, id: u64) {
         self.connections.borrow_mut().remove(&id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn shard() -> Rc<Shard> {
+        Shard::new(
+            ShardId(0),
+            1,
+            Arc::new(Config::default()),
+            Arc::new(Directory::default()),
+            Arc::new(crate::placement::Placement::new(1)),
+        )
+    }
+
+    fn conn() -> Rc<ConnHandle> {
+        Rc::new(ConnHandle::new(
+            iotcore_core::mqtt::ProtocolVersion::V5,
+            u32::MAX,
+            0,
+            usize::MAX,
+            Duration::from_secs(1),
+        ))
+    }
+
+    #[test]
+    fn a_quiet_connection_is_killed_and_a_talking_one_is_looked_at_again() {
+        let shard = shard();
+        let (quiet, talking) = (conn(), conn());
+        // Margins wide enough for a loaded machine: a check comes late, never early.
+        let limit = Duration::from_millis(400);
+        for c in [&quiet, &talking] {
+            let id = shard.register_connection(c.clone());
+            shard.watch_keep_alive(id, c, limit);
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        talking.last_read.set(std::time::Instant::now());
+        std::thread::sleep(Duration::from_millis(150));
+        shard.expire_keep_alives();
+        assert_eq!(quiet.killed(), Some(Kill::KeepAlive));
+        assert_eq!(talking.killed(), None);
+        assert_eq!(
+            shard.keep_alives.borrow().len(),
+            1,
+            "the talking one is queued again"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        shard.expire_keep_alives();
+        assert_eq!(talking.killed(), Some(Kill::KeepAlive));
+    }
+
+    #[test]
+    fn ended_connections_do_not_pile_up_in_the_keep_alive_heap() {
+        let shard = shard();
+        let mut ids = Vec::new();
+        for _ in 0..5000 {
+            let c = conn();
+            let id = shard.register_connection(c.clone());
+            shard.watch_keep_alive(id, &c, Duration::from_secs(1800));
+            ids.push(id);
+        }
+        for id in &ids[10..] {
+            shard.unregister_connection(*id);
+        }
+        shard.expire_keep_alives();
+        let left = shard.keep_alives.borrow().len();
+        assert_eq!(left, 10, "only the live connections stay");
     }
 }
