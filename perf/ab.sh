@@ -17,7 +17,9 @@
 #
 # `PORTM` in the options is replaced with the run's admin port, e.g.
 #   --metrics-url http://127.0.0.1:PORTM/metrics
-# EXTRA_TOML is appended to each broker's config (e.g. EXTRA_TOML=$'[storage]\ndurable = false').
+# DURABLE=false runs the brokers without fsync ([storage] durable). EXTRA_TOML is appended to
+# each broker's config, for other sections (e.g. EXTRA_TOML=$'[shadows]\nmax_in_flight_per_thing = 20').
+# Run nothing else meanwhile: another load on the same cores skews both sides.
 set -euo pipefail
 
 if [ $# -lt 4 ] || [ "$4" != "--" ]; then
@@ -51,6 +53,7 @@ bind = "127.0.0.1:$((port + 1))"
 bind = "127.0.0.1:$((port + 2))"
 [storage]
 data_dir = "$dir/data"
+durable = ${DURABLE:-true}
 ${EXTRA_TOML:-}
 EOF
     "$bin" serve --config "$dir/iotcore.toml" 2> "$dir/broker.log" &
