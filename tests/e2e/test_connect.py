@@ -146,6 +146,21 @@ def test_keepalive_timeout_drops_silent_client(broker, version):
     roundtrip_ok(broker)
 
 
+@pytest.mark.iotcore
+def test_keepalive_counts_from_connect_not_from_accept(broker):
+    """A client slow to send CONNECT (here 1.2 s, within connect_timeout) still gets its
+    whole first keep-alive period (1.5 x 1 s) counted from the CONNECT."""
+    raw = r.RawClient(broker.host, broker.port, version=5)
+    time.sleep(1.2)
+    ack = raw.handshake("slowstart", keepalive=1)
+    assert ack.rc == 0
+    time.sleep(0.8)
+    raw.send(r.pingreq())
+    assert raw.expect(r.PINGRESP, 2)
+    raw.send(r.disconnect())
+    raw.wait_closed(3)
+
+
 def test_keepalive_respected_with_pings(broker):
     raw, ack = r.raw_connect(broker.host, broker.port, "pinger", version=5, keepalive=1)
     deadline = time.monotonic() + 3.5

@@ -422,6 +422,9 @@ impl Shard {
             return;
         }
         conn.keep_alive.set(limit);
+        // The CONNECT just arrived: the quiet time starts now, not when the socket was
+        // accepted (a slow handshake must not eat into the first keep-alive period).
+        conn.last_read.set(std::time::Instant::now());
         let check = conn.last_read.get() + limit;
         self.keep_alives
             .borrow_mut()
