@@ -1,8 +1,8 @@
 //! Group commit, for every durable part of a shard that answers a request once its record is
 //! on disk (device shadows, retained messages, persistent sessions). Records are appended at
 //! once; the answers wait in order in a [`CommitQueue`] until a sync covers them. One commit
-//! task per log (`shard/commits.rs`) flushes and fsyncs (on glommio's blocking pool, so the
-//! shard keeps serving), then releases what waited: everything appended during one fsync
+//! task per log (`shard/commits.rs`) flushes and fdatasyncs (through the shard's io_uring, so
+//! the shard keeps serving), then releases what waited: everything appended during one sync
 //! shares the next one.
 
 use std::collections::VecDeque;

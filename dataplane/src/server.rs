@@ -117,9 +117,11 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         // glommio polls for I/O at least this often while tasks are runnable; the default
         // (100 ms) would let one busy connection delay every other one on its shard.
         .preempt_timer(PREEMPT_TIMER)
-        // The fsync thread of each shard may run on any core. glommio's default pins it
-        // like the shards (every shard's to the same first core), where a busy shard delays
-        // it by scheduler slices: durable answers waited milliseconds for an idle disk.
+        // glommio's helper thread of each shard (system calls it cannot put on the ring) may
+        // run on any core. glommio's default pins it like the shards (every shard's to the
+        // same first core), where a busy shard delays it by scheduler slices; while it ran
+        // the fsyncs, durable answers waited milliseconds for an idle disk. Fsyncs now go
+        // through the ring (durable.rs).
         .blocking_thread_pool_placement(PoolPlacement::Unbound(1))
         .on_all_shards(move || {
             let config = config.clone();

@@ -1,0 +1,170 @@
+//! The shard's deadlines for its connections, checked by the housekeeping task (every
+//! `HOUSEKEEPING_INTERVAL`, server.rs) instead of a glommio timer per connection: the
+//! CONNECT timeout of new connections and the keep-alive of established ones.
+
+use std::cmp::Reverse;
+use std::rc::Rc;
+
+use super::Shard;
+use crate::connection::handle::{ConnHandle, Kill};
+use crate::notify::Notify;
+
+impl Shard {
+    /// A wake-up for a new connection, notified once `timeout` has passed (checked by
+    /// `expire_handshakes`, so up to one housekeeping interval late).
+    pub fn handshake_deadline(&self, timeout: std::time::Duration) -> Rc<Notify> {
+        let notify = Rc::new(Notify::default());
+        self.handshakes
+            .borrow_mut()
+            .push_back((std::time::Instant::now() + timeout, notify.clone()));
+        notify
+    }
+
+    /// Wakes the connections whose CONNECT deadline passed; the ones that completed their
+    /// handshake no longer listen, and are simply dropped from the queue.
+    pub fn expire_handshakes(&self) {
+        let now = std::time::Instant::now();
+        let mut queue = self.handshakes.borrow_mut();
+        while queue.front().is_some_and(|(deadline, _)| *deadline <= now) {
+            if let Some((_, notify)) = queue.pop_front() {
+                notify.notify();
+            }
+        }
+    }
+
+    /// Starts checking a connection's keep-alive (`limit` is 1.5 times the client's value;
+    /// zero: the client asked for none).
+    pub fn watch_keep_alive(&self, conn_id: u64, conn: &ConnHandle, limit: std::time::Duration) {
+        if limit.is_zero() {
+            return;
+        }
+        conn.keep_alive.set(limit);
+        // The CONNECT just arrived: the quiet time starts now, not when the socket was
+        // accepted (a slow handshake must not eat into the first keep-alive period).
+        conn.last_read.set(std::time::Instant::now());
+        let check = conn.last_read.get() + limit;
+        self.keep_alives
+            .borrow_mut()
+            .push(Reverse((check, conn_id)));
+    }
+
+    /// Kills the connections that were quiet for their whole keep-alive; the others (and
+    /// ones that heard from their client since) are looked at again when their time comes.
+    /// One heap entry per connection instead of a timer: checked by the housekeeping task,
+    /// so up to one housekeeping interval late.
+    pub fn expire_keep_alives(&self) {
+        let now = std::time::Instant::now();
+        self.compact_keep_alives();
+        loop {
+            let due = {
+                let mut heap = self.keep_alives.borrow_mut();
+                match heap.peek() {
+                    Some(Reverse((at, _))) if *at <= now => heap.pop().map(|Reverse((_, id))| id),
+                    _ => None,
+                }
+            };
+            let Some(id) = due else { return };
+            let Some(conn) = self.connections.borrow().get(&id).cloned() else {
+                continue; // gone already
+            };
+            let limit = conn.keep_alive.get();
+            let next = conn.last_read.get() + limit;
+            if next <= now {
+                conn.kill(Kill::KeepAlive);
+            } else {
+                self.keep_alives.borrow_mut().push(Reverse((next, id)));
+            }
+        }
+    }
+
+    /// Entries of ended connections stay in the heap until their time comes, which is up
+    /// to 1.5 × 1200 s away: under connection churn the heap would grow without bound, so
+    /// once it holds more than twice the live connections it is rebuilt from the live ones.
+    fn compact_keep_alives(&self) {
+        let live = self.connections.borrow();
+        let mut heap = self.keep_alives.borrow_mut();
+        if heap.len() <= 2 * live.len() + 1024 {
+            return;
+        }
+        let entries = std::mem::take(&mut *heap).into_vec();
+        *heap = entries
+            .into_iter()
+            .filter(|Reverse((_, id))| live.contains_key(id))
+            .collect();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::directory::Directory;
+    use crate::ids::ShardId;
+
+    fn shard() -> Rc<Shard> {
+        Shard::new(
+            ShardId(0),
+            1,
+            Arc::new(Config::default()),
+            Arc::new(Directory::default()),
+            Arc::new(crate::placement::Placement::new(1)),
+        )
+    }
+
+    fn conn() -> Rc<ConnHandle> {
+        Rc::new(ConnHandle::new(
+            iotcore_core::mqtt::ProtocolVersion::V5,
+            u32::MAX,
+            0,
+            usize::MAX,
+            Duration::from_secs(1),
+        ))
+    }
+
+    #[test]
+    fn a_quiet_connection_is_killed_and_a_talking_one_is_looked_at_again() {
+        let shard = shard();
+        let (quiet, talking) = (conn(), conn());
+        // Margins wide enough for a loaded machine: a check comes late, never early.
+        let limit = Duration::from_millis(400);
+        for c in [&quiet, &talking] {
+            let id = shard.register_connection(c.clone());
+            shard.watch_keep_alive(id, c, limit);
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        talking.last_read.set(std::time::Instant::now());
+        std::thread::sleep(Duration::from_millis(150));
+        shard.expire_keep_alives();
+        assert_eq!(quiet.killed(), Some(Kill::KeepAlive));
+        assert_eq!(talking.killed(), None);
+        assert_eq!(
+            shard.keep_alives.borrow().len(),
+            1,
+            "the talking one is queued again"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        shard.expire_keep_alives();
+        assert_eq!(talking.killed(), Some(Kill::KeepAlive));
+    }
+
+    #[test]
+    fn ended_connections_do_not_pile_up_in_the_keep_alive_heap() {
+        let shard = shard();
+        let mut ids = Vec::new();
+        for _ in 0..5000 {
+            let c = conn();
+            let id = shard.register_connection(c.clone());
+            shard.watch_keep_alive(id, &c, Duration::from_secs(1800));
+            ids.push(id);
+        }
+        for id in &ids[10..] {
+            shard.unregister_connection(*id);
+        }
+        shard.expire_keep_alives();
+        let left = shard.keep_alives.borrow().len();
+        assert_eq!(left, 10, "only the live connections stay");
+    }
+}
