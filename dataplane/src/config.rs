@@ -221,6 +221,10 @@ pub struct Limits {
     /// QoS 1/2 messages queued per session beyond the in-flight window or while offline.
     /// Default 1000.
     pub max_queued_messages: usize,
+    /// Publisher flow control (`flow.rs`): while a subscriber's queue is over half of
+    /// `max_queued_messages`, the PUBACKs of QoS 1 messages for it wait, up to this long, for
+    /// it to catch up. 0 turns flow control off. Default 100.
+    pub max_puback_delay_ms: u64,
     /// Bytes waiting to be written to one connection; past this, QoS 0 deliveries are dropped
     /// (and counted). Default 1048576.
     pub max_outbound_bytes: usize,
@@ -254,6 +258,7 @@ impl Default for Limits {
             max_filters_per_subscribe: 8,
             receive_maximum: 100,
             max_queued_messages: 1000,
+            max_puback_delay_ms: 100,
             max_outbound_bytes: 1024 * 1024,
             slow_consumer_timeout_secs: 10,
             topic_alias_maximum: 8,

@@ -8,6 +8,7 @@ mod connection;
 mod directory;
 mod durable;
 mod events;
+mod flow;
 mod http;
 mod ids;
 mod listener;

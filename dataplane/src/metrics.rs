@@ -59,6 +59,8 @@ metrics! {
         dropped_qos0_total: "QoS 0 deliveries dropped because the connection was congested.",
         dropped_queue_full_total: "QoS 1/2 deliveries dropped because the session queue was full.",
         dropped_expired_total: "Messages dropped because their message expiry passed.",
+        pubacks_held_total: "QoS 1 PUBACKs held for a backlogged subscriber (publisher flow control).",
+        pubacks_held_expired_total: "Held PUBACKs sent when limits.max_puback_delay_ms passed, not because the subscriber caught up.",
         mesh_batches_in_total: "Batches received from other shards.",
         mesh_messages_in_total: "Messages received from other shards (per batch: deliveries per wake-up).",
         mesh_batches_out_total: "Batches sent to other shards.",
@@ -73,6 +75,7 @@ metrics! {
         sessions: "Sessions held (online and offline).",
         subscriptions: "Subscriptions in the shard's tries.",
         retained_messages: "Retained messages (every shard holds a replica).",
+        backlogged_sessions: "Sessions holding publishers' PUBACKs (flow control).",
         outbox_depth: "Messages waiting to be sent to other shards.",
         shadows: "Shadows (classic and named, deleted ones included) this shard owns.",
     }

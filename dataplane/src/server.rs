@@ -93,6 +93,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let config = Arc::new(config);
     let directory = Arc::new(Directory::default());
     let placement = Arc::new(crate::placement::Placement::new(shards));
+    let backlogs = Arc::new(crate::flow::Backlogs::new(shards));
     let links = Arc::new(Links::new(shards, MESH_CHANNEL_BATCHES));
     let next_index = Arc::new(AtomicUsize::new(0));
     let life = Arc::new(Lifecycle::default());
@@ -127,6 +128,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             let config = config.clone();
             let directory = directory.clone();
             let placement = placement.clone();
+            let backlogs = backlogs.clone();
             let links = links.clone();
             let index = next_index.fetch_add(1, Ordering::AcqRel);
             let snapshots = snapshots.clone();
@@ -149,8 +151,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                             retained,
                         };
                         run_shard(
-                            config, directory, placement, &links, index, snapshots, &life, shards,
-                            durable,
+                            config, directory, placement, backlogs, &links, index, snapshots,
+                            &life, shards, durable,
                         )
                         .await
                     }
@@ -204,6 +206,7 @@ async fn run_shard(
     config: Arc<Config>,
     directory: Arc<Directory>,
     placement: Arc<crate::placement::Placement>,
+    backlogs: Arc<crate::flow::Backlogs>,
     links: &Links,
     index: usize,
     snapshots: Vec<Arc<Snapshot>>,
@@ -216,7 +219,7 @@ async fn run_shard(
     let shard_links = links
         .take(index)
         .context("no channels for this shard index")?;
-    let shard = Shard::new(id, shards, config.clone(), directory, placement);
+    let shard = Shard::new(id, shards, config.clone(), directory, placement, backlogs);
     shard.start_mesh(shard_links);
     let started = Instant::now();
     let service = crate::storage::open_shadows(&config, id)?;
@@ -290,6 +293,7 @@ async fn run_shard(
             }
             shard.expire_handshakes();
             shard.expire_keep_alives();
+            shard.expire_held();
             glommio::timer::sleep(HOUSEKEEPING_INTERVAL).await;
         }
     };

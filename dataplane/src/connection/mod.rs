@@ -458,6 +458,7 @@ impl Connection {
                 return;
             };
             slot.conn = None;
+            shard.release_all_held(slot);
             expiry = slot.session.expiry_secs;
             shard.persist_session(&slot.session, Some(crate::stored_message::unix_ms()));
             let keep_will = match end {

@@ -314,6 +314,18 @@ impl Connection {
                 return Ok(None);
             }
             acks
+        } else if let (QoS::AtLeastOnce, Some(packet_id)) = (p.qos, p.packet_id) {
+            // A backlogged subscriber may hold the PUBACK (publisher flow control, flow.rs).
+            let mut puback = Some(PubAckTo {
+                shard: self.shard.id,
+                conn: self.conn_id,
+                packet_id,
+            });
+            let acks = self.shard.route_offering(message, &mut puback);
+            if puback.is_none() {
+                return Ok(None);
+            }
+            acks
         } else {
             self.shard.route(message)
         };

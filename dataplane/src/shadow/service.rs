@@ -10,14 +10,12 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use iotcore_core::log::Log;
-use iotcore_core::mqtt::PacketId;
 use iotcore_core::shadow::{self, Rejection, ShadowKey, ShadowLimits, ShadowSlot, ThingName};
 use serde::Deserialize;
 
 use super::store::{ShadowStore, StoreError};
 use super::topics::{self, ShadowOp};
 use crate::durable::{CommitQueue, Logged};
-use crate::ids::ShardId;
 use crate::shard::replies::ReplyTo;
 
 /// Who asked, so the answer goes back the same way.
@@ -36,14 +34,7 @@ pub enum Origin {
 /// (the PUBACK at once, the answer after the fsync), and at 50,000 updates/s loopback sends
 /// were a third of the broker's CPU. It also means a PUBACK on a shadow request promises the
 /// change is on disk.
-#[derive(Debug, Clone, Copy)]
-pub struct PubAckTo {
-    pub shard: ShardId,
-    /// `Shard::register_connection`'s id: never reused, so a late PUBACK for a connection
-    /// that is gone finds nobody instead of somebody else.
-    pub conn: u64,
-    pub packet_id: PacketId,
-}
+pub use crate::flow::PubAckTo;
 
 pub struct ShadowRequest {
     pub key: ShadowKey,

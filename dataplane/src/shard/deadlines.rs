@@ -111,6 +111,7 @@ mod tests {
             Arc::new(Config::default()),
             Arc::new(Directory::default()),
             Arc::new(crate::placement::Placement::new(1)),
+            Arc::new(crate::flow::Backlogs::new(1)),
         )
     }
 

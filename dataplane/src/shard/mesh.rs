@@ -18,6 +18,9 @@ pub enum ShardMsg {
         shared: Vec<(ShareGroup, TopicFilter)>,
         /// Answer once the deliveries are durable (persistent sessions got the message).
         ack: Option<ReplyTo>,
+        /// The publisher's PUBACK, offered because this shard has a backlogged session
+        /// (`flow.rs`): held if one of them gets the message, sent back at once otherwise.
+        puback: Option<crate::flow::PubAckTo>,
     },
     /// The sending shard gained (`add`) or lost its last subscriber on `filter`.
     Interest {
@@ -52,8 +55,9 @@ pub enum ShardMsg {
     },
     /// The answer to a request this shard made.
     Reply { id: ReplyId, reply: Reply },
-    /// Acknowledge a shadow request PUBLISH of one of this shard's connections.
-    PubAck(crate::shadow::service::PubAckTo),
+    /// Acknowledge a PUBLISH of one of this shard's connections (a shadow request's, or one
+    /// held by flow control).
+    PubAck(crate::flow::PubAckTo),
     /// Serve this connection, accepted by a fuller shard (`placement.rs`); it is counted
     /// for this shard already.
     Adopt(glommio::net::AcceptedTcpStream),

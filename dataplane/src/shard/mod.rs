@@ -5,6 +5,7 @@
 
 mod commits;
 mod deadlines;
+mod flow;
 pub mod links;
 pub mod mesh;
 mod persistence;
@@ -39,6 +40,8 @@ use replies::{Replies, Reply, ReplyId, ReplyTo};
 pub struct SessionSlot {
     pub session: Session,
     pub conn: Option<Rc<ConnHandle>>,
+    /// Publishers' PUBACKs held while this session is backlogged (`flow.rs`).
+    pub held: Option<Box<crate::flow::Held>>,
 }
 
 /// A subscription as the trie stores it.
@@ -89,6 +92,10 @@ pub struct Shard {
     pub directory: Arc<Directory>,
     /// Live connections per shard, for placing new ones (`placement.rs`).
     pub placement: Arc<crate::placement::Placement>,
+    /// Backlogged sessions per shard (`flow.rs`).
+    pub backlogs: Arc<crate::flow::Backlogs>,
+    /// This shard's backlogged sessions, for releasing their PUBACKs held too long.
+    backlogged: RefCell<std::collections::HashSet<SessionKey>>,
     pub state: RefCell<ShardState>,
     /// Messages for each peer shard, waiting for that peer's sender task.
     outbox: Vec<RefCell<Batch>>,
@@ -148,6 +155,7 @@ impl Shard {
         config: Arc<Config>,
         directory: Arc<Directory>,
         placement: Arc<crate::placement::Placement>,
+        backlogs: Arc<crate::flow::Backlogs>,
     ) -> Rc<Shard> {
         Rc::new(Shard {
             id,
@@ -155,6 +163,8 @@ impl Shard {
             config,
             directory,
             placement,
+            backlogs,
+            backlogged: RefCell::default(),
             state: RefCell::new(ShardState {
                 sessions: HashMap::default(),
                 by_client: HashMap::new(),
@@ -270,11 +280,16 @@ impl Shard {
                 ordinary,
                 shared,
                 ack,
+                mut puback,
             } => {
                 self.persisted_in_route.set(false);
                 {
                     let mut st = self.state.borrow_mut();
-                    self.deliver_local(&mut st, &message, ordinary, &shared);
+                    self.deliver_local(&mut st, &message, ordinary, &shared, &mut puback);
+                }
+                // Offered but not held: the subscriber caught up meanwhile.
+                if let Some(to) = puback {
+                    self.release_puback(to);
                 }
                 if let Some(to) = ack {
                     if self.persisted_in_route.get() {
@@ -384,6 +399,7 @@ impl Shard {
             sessions: st.sessions.len() as u64,
             subscriptions: (st.subs.len() + st.shared_subs.len()) as u64,
             retained_messages: st.retained.len() as u64,
+            backlogged_sessions: self.backlogged.borrow().len() as u64,
             outbox_depth: self.outbox.iter().map(|o| o.borrow().len() as u64).sum(),
             shadows: self
                 .shadows

@@ -11,6 +11,7 @@ use iotcore_core::topic::{ShareGroup, TopicFilter};
 use super::mesh::ShardMsg;
 use super::replies::{Reply, ReplyId, ReplyTo};
 use super::{Match, Shard, ShardState};
+use crate::flow::PubAckTo;
 use crate::ids::{SessionKey, ShardId};
 use crate::message::{Delivery, SharedMessage};
 use crate::metrics::bump;
@@ -22,23 +23,46 @@ impl Shard {
     /// a retained change must be seen by every shard (and be on its owner's log), and a
     /// message queued for a persistent session must be on that shard's session log.
     pub fn route(self: &Rc<Self>, message: SharedMessage) -> Vec<ReplyId> {
-        self.route_inner(message, true)
+        self.route_inner(message, true, &mut None)
+    }
+
+    /// `route`, for a QoS 1 message whose PUBACK a backlogged subscriber may hold
+    /// (`flow.rs`): `puback` is left `None` when taken, and the taker sends it. It is taken
+    /// only when no other acknowledgement is asked for.
+    pub fn route_offering(
+        self: &Rc<Self>,
+        message: SharedMessage,
+        puback: &mut Option<PubAckTo>,
+    ) -> Vec<ReplyId> {
+        self.route_inner(message, true, puback)
     }
 
     /// Routes a message nobody waits on (a will, an event, a shadow answer): no
     /// acknowledgements are asked for.
     pub fn route_unacked(self: &Rc<Self>, message: SharedMessage) {
-        let acks = self.route_inner(message, false);
+        let acks = self.route_inner(message, false, &mut None);
         debug_assert!(acks.is_empty());
     }
 
-    fn route_inner(self: &Rc<Self>, message: SharedMessage, want_acks: bool) -> Vec<ReplyId> {
+    fn route_inner(
+        self: &Rc<Self>,
+        message: SharedMessage,
+        want_acks: bool,
+        offered: &mut Option<PubAckTo>,
+    ) -> Vec<ReplyId> {
         let mut acks = Vec::new();
         // Shards delivering a QoS 1/2 message into a persistent session acknowledge it only
         // once that is on their session log; while no persistent session exists anywhere,
         // nobody is asked.
         let ack_deliveries =
             want_acks && message.qos != QoS::AtMostOnce && self.directory.persistent_sessions() > 0;
+        // One way to acknowledge per message: a PUBACK that waits on peers' answers is not
+        // also held by a subscriber.
+        let mut puback = if ack_deliveries || message.retain || !self.flow_control_on() {
+            None
+        } else {
+            offered.take()
+        };
         if message.retain {
             let stored = (!message.payload.is_empty()).then(|| message.clone());
             if retained_owner(&message.topic, self.shard_count) == self.id {
@@ -119,7 +143,7 @@ impl Shard {
             }
             if shard == self.id.0 {
                 self.persisted_in_route.set(false);
-                self.deliver_local(&mut st, &message, wants_ordinary, &shared);
+                self.deliver_local(&mut st, &message, wants_ordinary, &shared, &mut puback);
                 if want_acks && self.persisted_in_route.get() {
                     let to = self.local_reply_to();
                     self.ack_when_sessions_durable(to);
@@ -131,6 +155,7 @@ impl Shard {
                     ordinary: wants_ordinary,
                     shared,
                     ack: Some(to),
+                    puback: None,
                 }));
             } else {
                 self.post_to(
@@ -140,10 +165,14 @@ impl Shard {
                         ordinary: wants_ordinary,
                         shared,
                         ack: None,
+                        // Offered only to a shard with a backlogged session: elsewhere the
+                        // publisher's shard acknowledges at once, with no round trip.
+                        puback: puback.take_if(|_| self.backlogs.any(ShardId(shard))),
                     },
                 );
             }
         }
+        *offered = offered.or(puback);
         acks
     }
 
@@ -193,6 +222,7 @@ impl Shard {
         message: &SharedMessage,
         ordinary: bool,
         shared: &[(ShareGroup, TopicFilter)],
+        puback: &mut Option<PubAckTo>,
     ) {
         let now = Instant::now();
         if message.is_expired(now) {
@@ -241,6 +271,7 @@ impl Shard {
                     ids,
                     now,
                     no_local,
+                    puback,
                 );
             }
             st.scratch = scratch;
@@ -272,12 +303,14 @@ impl Shard {
                 id.into_iter().collect(),
                 now,
                 false,
+                puback,
             );
         }
     }
 
     /// One delivery to one session: written at once at QoS 0 (or dropped if the connection
-    /// is congested or absent), queued into the session's window at QoS 1 and 2.
+    /// is congested or absent), queued into the session's window at QoS 1 and 2. A
+    /// backlogged session takes the publisher's PUBACK (`flow.rs`).
     #[allow(clippy::too_many_arguments)]
     fn deliver_to(
         &self,
@@ -289,6 +322,7 @@ impl Shard {
         subscription_ids: Vec<u32>,
         now: Instant,
         no_local: bool,
+        puback: &mut Option<PubAckTo>,
     ) {
         let Some(slot) = st.sessions.get_mut(&key) else {
             return;
@@ -328,8 +362,10 @@ impl Shard {
             if let Some(conn) = &slot.conn {
                 conn.congested(now);
             }
+            self.hold_if_backlogged(slot, key, true, puback, now);
             return;
         }
+        self.hold_if_backlogged(slot, key, false, puback, now);
         if slot.conn.is_some() {
             self.pump(slot, now);
         }
@@ -389,6 +425,7 @@ impl Shard {
                 self.persist_done(&slot.session.client_id, &d);
             }
         }
+        self.release_held(slot);
     }
 }
 
@@ -416,6 +453,7 @@ impl Shard {
             id.into_iter().collect(),
             now,
             false,
+            &mut None,
         );
     }
 }

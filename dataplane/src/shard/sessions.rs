@@ -29,6 +29,7 @@ impl Shard {
             Box::new(SessionSlot {
                 session,
                 conn: None,
+                held: None,
             }),
         );
         acks
@@ -78,7 +79,8 @@ impl Shard {
     /// Takes a session off this shard: its trie entries, its slot, its client id mapping.
     pub fn remove_session(&self, key: SessionKey) -> Option<Box<SessionSlot>> {
         let mut st = self.state.borrow_mut();
-        let slot = st.sessions.remove(&key)?;
+        let mut slot = st.sessions.remove(&key)?;
+        self.release_all_held(&mut slot);
         self.persist_ended(&slot.session.client_id);
         for record in slot.session.subscriptions.values() {
             self.remove_from_tries(&mut st, key, record);
