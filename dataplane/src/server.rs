@@ -28,8 +28,9 @@ use crate::shard::links::Links;
 use crate::shard::mesh::ShardMsg;
 use crate::shard::Shard;
 
-/// Batches in flight per ordered pair of shards before a sender waits.
-const MESH_CHANNEL_BATCHES: usize = 64;
+/// Batches in flight per ordered pair of shards before a sender waits. 64 → 128 gave fan-in
+/// another 5% (the peer's share of a saturated shard) for ~30 MB more in flight at most.
+const MESH_CHANNEL_BATCHES: usize = 128;
 /// The interest table keeps shard sets as a 64-bit mask.
 const MAX_SHARDS: usize = 64;
 const PREEMPT_TIMER: Duration = Duration::from_millis(1);
@@ -291,6 +292,9 @@ async fn run_shard(
                 shard.publish_metrics(&snapshot);
                 last_metrics = Instant::now();
             }
+            // Reads keep the shard's clock fresh while busy; this bounds its age when idle
+            // (timer-driven deliveries read it too).
+            shard.clock.set(Instant::now());
             shard.expire_handshakes();
             shard.expire_keep_alives();
             shard.expire_held();

@@ -47,8 +47,6 @@ impl Shard {
             Box::new(Held::new(key))
         });
         if let Some(to) = puback.take() {
-            // `now`, not the shard's clock: that is the time of its last socket read, and a
-            // message from another shard may come long after it.
             match held.hold(to, now) {
                 None => bump(&self.metrics.pubacks_held_total, 1),
                 Some(back) => *puback = Some(back),

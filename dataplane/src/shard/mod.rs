@@ -126,9 +126,9 @@ pub struct Shard {
     /// A task queue for the group-commit tasks, whose turn must not wait behind a round of
     /// every busy connection (answers wait on them): `Latency::Matters`.
     commit_queue: Cell<Option<glommio::TaskQueueHandle>>,
-    /// The time of the latest read on this shard, for work done per packet that only needs
-    /// the time to the millisecond (expiry, congestion): one clock read per socket read,
-    /// not one per acknowledgement.
+    /// The time of the latest read on this shard (a socket read or a mesh batch), for work
+    /// done per packet that only needs the time to the millisecond (expiry, congestion,
+    /// held PUBACKs): one clock read per read, not one per message.
     pub clock: Cell<std::time::Instant>,
     /// Connections still waiting for their CONNECT, oldest first (the timeout is the same for
     /// all, so deadlines come in order): the housekeeping task wakes the expired ones. A
@@ -145,6 +145,12 @@ const READ_SCRATCH_BYTES: usize = 64 * 1024;
 
 /// Beyond this many messages waiting for one peer, publishers wait (backpressure).
 const OUTBOX_HIGH_WATER: usize = 4096;
+/// Most mesh batches one receiver handles before it yields: as many as the channel holds.
+/// At one batch per turn, a saturated shard gave its own connections (a 64 KiB read each
+/// per turn) ~99% of its time and the peer's publishers waited on their full outbox, so in
+/// fan-in one core did everything: 2.5M msgs/s. Draining the channel each turn lets the
+/// peer read and route its share: 3.1–3.3M (bench/results, session 4).
+const MESH_BATCHES_PER_TURN: usize = 128;
 /// Most messages in one mesh batch.
 const MAX_BATCH: usize = 256;
 
@@ -208,11 +214,22 @@ impl Shard {
             let shard = self.clone();
             glommio::spawn_local(async move {
                 let receiver = receiver.connect().await;
-                while let Some(batch) = receiver.recv().await {
-                    bump(&shard.metrics.mesh_batches_in_total, 1);
-                    bump(&shard.metrics.mesh_messages_in_total, batch.len() as u64);
-                    for msg in batch {
-                        shard.handle_mesh(msg);
+                while let Some(first) = receiver.recv().await {
+                    let mut next = Some(first);
+                    let mut turn = 0;
+                    while let Some(batch) = next.take() {
+                        bump(&shard.metrics.mesh_batches_in_total, 1);
+                        shard.clock.set(std::time::Instant::now());
+                        bump(&shard.metrics.mesh_messages_in_total, batch.len() as u64);
+                        for msg in batch {
+                            shard.handle_mesh(msg);
+                        }
+                        turn += 1;
+                        if turn < MESH_BATCHES_PER_TURN {
+                            next = futures_lite::future::poll_once(receiver.recv())
+                                .await
+                                .flatten();
+                        }
                     }
                     // A peer that keeps the channel full would otherwise keep this task
                     // running forever (a ready channel never returns Pending), starving the

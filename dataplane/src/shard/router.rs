@@ -224,7 +224,9 @@ impl Shard {
         shared: &[(ShareGroup, TopicFilter)],
         puback: &mut Option<PubAckTo>,
     ) {
-        let now = Instant::now();
+        // The shard's clock (set per socket read and per mesh batch) is precise enough for
+        // expiry and congestion; a clock read per message was 6% of a fan-in shard's time.
+        let now = self.clock.get();
         if message.is_expired(now) {
             bump(&self.metrics.dropped_expired_total, 1);
             return;
