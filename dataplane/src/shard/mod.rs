@@ -98,7 +98,7 @@ pub struct Shard {
     backlogged: RefCell<std::collections::HashSet<SessionKey>>,
     pub state: RefCell<ShardState>,
     /// Messages for each peer shard, waiting for that peer's sender task.
-    outbox: Vec<RefCell<Batch>>,
+    outbox: Vec<RefCell<Outbox>>,
     outbox_wake: Vec<Notify>,
     pub metrics: Metrics,
     pub replies: Replies,
@@ -138,6 +138,35 @@ pub struct Shard {
     handshakes: RefCell<std::collections::VecDeque<(std::time::Instant, Rc<Notify>)>>,
     /// When to look at a connection's keep-alive next, by connection id (earliest first).
     keep_alives: RefCell<BinaryHeap<Reverse<(std::time::Instant, u64)>>>,
+}
+
+/// Messages for one peer, already cut into batches of at most `MAX_BATCH`: taking a batch
+/// moves nothing. (One flat `Vec` drained from the front moved every message behind the
+/// batch, each time: 13% of a saturated shard's time in fan-in.)
+#[derive(Default)]
+struct Outbox {
+    batches: std::collections::VecDeque<Batch>,
+    len: usize,
+}
+
+impl Outbox {
+    fn push(&mut self, msg: ShardMsg) {
+        match self.batches.back_mut() {
+            Some(b) if b.len() < MAX_BATCH => b.push(msg),
+            _ => self.batches.push_back(vec![msg]),
+        }
+        self.len += 1;
+    }
+
+    fn take(&mut self) -> Batch {
+        let batch = self.batches.pop_front().unwrap_or_default();
+        self.len -= batch.len();
+        batch
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
 }
 
 /// The shard's read scratch buffer: the most one read call takes from a socket.
@@ -183,7 +212,7 @@ impl Shard {
                 member_turn: HashMap::new(),
                 scratch: Vec::new(),
             }),
-            outbox: (0..shard_count).map(|_| RefCell::new(Vec::new())).collect(),
+            outbox: (0..shard_count).map(|_| RefCell::default()).collect(),
             outbox_wake: (0..shard_count).map(|_| Notify::default()).collect(),
             metrics: Metrics::default(),
             replies: Replies::default(),
@@ -267,15 +296,9 @@ impl Shard {
         self.outbox_wake[to.0].notify();
     }
 
-    /// Up to `MAX_BATCH` messages from the front of a peer's outbox: batches stay small
-    /// enough that the bounded mesh channel bounds memory too.
+    /// The oldest batch for a peer (empty when there is none).
     fn take_batch(&self, peer: usize) -> Batch {
-        let mut outbox = self.outbox[peer].borrow_mut();
-        if outbox.len() <= MAX_BATCH {
-            std::mem::take(&mut *outbox)
-        } else {
-            outbox.drain(..MAX_BATCH).collect()
-        }
+        self.outbox[peer].borrow_mut().take()
     }
 
     /// Waits while any peer's outbox is over its high-water mark, so a fast publisher cannot
@@ -436,5 +459,51 @@ impl Shard {
 
     pub fn unregister_connection(&self, id: u64) {
         self.connections.borrow_mut().remove(&id);
+    }
+}
+
+#[cfg(test)]
+mod outbox_tests {
+    use super::*;
+    use crate::flow::PubAckTo;
+    use iotcore_core::mqtt::PacketId;
+
+    fn msg(id: u16) -> ShardMsg {
+        ShardMsg::PubAck(PubAckTo {
+            shard: ShardId(0),
+            conn: 1,
+            packet_id: PacketId::new(id).expect("non-zero"),
+        })
+    }
+
+    fn id(m: &ShardMsg) -> u16 {
+        match m {
+            ShardMsg::PubAck(to) => to.packet_id.get(),
+            _ => 0,
+        }
+    }
+
+    #[test]
+    fn batches_keep_order_and_size_and_the_count_follows() {
+        let mut o = Outbox::default();
+        assert!(o.take().is_empty());
+        let n = MAX_BATCH * 2 + 10;
+        for i in 1..=n {
+            o.push(msg(i as u16));
+        }
+        assert_eq!(o.len(), n);
+        let mut seen = Vec::new();
+        let mut sizes = Vec::new();
+        loop {
+            let b = o.take();
+            if b.is_empty() {
+                break;
+            }
+            sizes.push(b.len());
+            seen.extend(b.iter().map(id));
+        }
+        assert_eq!(sizes, vec![MAX_BATCH, MAX_BATCH, 10]);
+        assert_eq!(seen, (1..=n as u16).collect::<Vec<_>>());
+        assert_eq!(o.len(), 0);
     }
 }
