@@ -12,6 +12,10 @@
 //! topic (or two clients publishing to each other) would then never have its own PUBACKs
 //! read, and both would wait forever. Holding an acknowledgement never stops a reader.
 //!
+//! A held PUBACK lets the publisher's later PUBACKs (for messages nobody holds) overtake
+//! it. MQTT's ordering rule for acknowledgements binds the client (MQTT 5 §4.6); clients
+//! match PUBACKs by packet id, as they must for QoS 2 and the shadow service's PUBACKs.
+//!
 //! Why bounded in time: a subscriber that stops acknowledging must not stop its publishers.
 //! Past the bound their PUBACKs go out anyway, and the messages the subscriber cannot take
 //! are dropped from its full queue and counted, as without flow control.

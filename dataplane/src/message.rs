@@ -8,7 +8,7 @@ use bytes::Bytes;
 use bytestring::ByteString;
 use iotcore_core::mqtt::{PublishProperties, QoS};
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Message {
     pub topic: ByteString,
     pub payload: Bytes,

@@ -325,7 +325,7 @@ impl Shard {
                 self.persisted_in_route.set(false);
                 {
                     let mut st = self.state.borrow_mut();
-                    self.deliver_local(&mut st, &message, ordinary, &shared, &mut puback);
+                    self.deliver_local(&mut st, &message, ordinary, &shared, &mut puback, true);
                 }
                 // Offered but not held: the subscriber caught up meanwhile.
                 if let Some(to) = puback {
