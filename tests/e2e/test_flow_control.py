@@ -3,6 +3,7 @@ subscriber its messages go to is backlogged, are sent as that subscriber catches
 never wait longer than limits.max_puback_delay_ms. A publisher subscribed to its own topic
 must not block itself."""
 import time
+from contextlib import contextmanager
 
 import pytest
 
@@ -61,15 +62,25 @@ def backlog(pub: r.RawClient, uid: str) -> set[int]:
     return pubacks_within(pub, 0.5)
 
 
+@contextmanager
+def stalled_pair(broker_factory, uid: str, delay_ms: int):
+    """A broker with small queues, a stalled subscriber and a raw publisher."""
+    b = broker_factory(**SMALL, max_puback_delay_ms=delay_ms)
+    sub = stalled_subscriber(b, uid)
+    pub = publisher(b, uid)
+    try:
+        yield b, sub, pub
+    finally:
+        pub.close()
+        sub.close()
+
+
 FILL = range(1, 21)
 BURST = range(21, 21 + N)
 
 
 def test_pubacks_wait_for_the_subscriber_to_catch_up(broker_factory, uid):
-    b = broker_factory(**SMALL, max_puback_delay_ms=20000)
-    sub = stalled_subscriber(b, uid)
-    pub = publisher(b, uid)
-    try:
+    with stalled_pair(broker_factory, uid, 20000) as (b, sub, pub):
         before = backlog(pub, uid)
         publish(pub, uid, BURST)
         early = before | pubacks_within(pub, 0.7)
@@ -92,16 +103,10 @@ def test_pubacks_wait_for_the_subscriber_to_catch_up(broker_factory, uid):
         assert early | late == want, sorted(want - early - late)
         assert time.monotonic() - start < 10
         assert metric_sum(scrape(b), "pubacks_held_expired_total") == 0
-    finally:
-        pub.close()
-        sub.close()
 
 
 def test_pubacks_are_held_no_longer_than_the_bound(broker_factory, uid):
-    b = broker_factory(**SMALL, max_puback_delay_ms=300)
-    sub = stalled_subscriber(b, uid)
-    pub = publisher(b, uid)
-    try:
+    with stalled_pair(broker_factory, uid, 300) as (b, sub, pub):
         before = backlog(pub, uid)
         start = time.monotonic()
         publish(pub, uid, BURST)
@@ -110,23 +115,14 @@ def test_pubacks_are_held_no_longer_than_the_bound(broker_factory, uid):
         rest = pubacks_within(pub, 3.0 - (time.monotonic() - start))
         assert before | early | rest == set(FILL) | set(BURST)
         assert metric_sum(scrape(b), "pubacks_held_expired_total") > 0
-    finally:
-        pub.close()
-        sub.close()
 
 
 def test_flow_control_off(broker_factory, uid):
-    b = broker_factory(**SMALL, max_puback_delay_ms=0)
-    sub = stalled_subscriber(b, uid)
-    pub = publisher(b, uid)
-    try:
+    with stalled_pair(broker_factory, uid, 0) as (b, sub, pub):
         publish(pub, uid, FILL)
         publish(pub, uid, BURST)
         assert pubacks_within(pub, 2.0) == set(FILL) | set(BURST)
         assert metric_sum(scrape(b), "pubacks_held_total") == 0
-    finally:
-        pub.close()
-        sub.close()
 
 
 def test_a_publisher_subscribed_to_its_own_topic_does_not_block_itself(broker_factory, uid):
