@@ -1,6 +1,8 @@
 //! The publish path: a message is matched once against the interest table to find the shards
 //! that need it, then against each such shard's own trie to find the sessions; every delivery
-//! shares the same `Arc<Message>`.
+//! shares the same `Arc<Message>` (a shard with many QoS 1/2 deliveries of a peer's message
+//! shares its own copy). A QoS 1 message may carry its publisher's PUBACK for a backlogged
+//! subscriber to hold (`crate::flow`).
 
 use std::rc::Rc;
 use std::sync::Arc;
