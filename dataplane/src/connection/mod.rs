@@ -394,6 +394,19 @@ impl Connection {
         }
     }
 
+    /// Waits while the shard's outboxes are over their mark, then lets the shard's other
+    /// tasks run. A client that keeps the socket full would otherwise never let this task
+    /// return Pending, starving every other connection of the shard. `Err`: the connection
+    /// was killed meanwhile.
+    async fn give_turn(&self) -> Result<(), End> {
+        self.shard.backpressure().await;
+        futures_lite::future::yield_now().await;
+        match self.conn.killed() {
+            Some(kill) => Err(End::Killed(kill)),
+            None => Ok(()),
+        }
+    }
+
     async fn read_loop(
         &mut self,
         reader: &mut io::Half,
@@ -415,10 +428,8 @@ impl Connection {
                         handled += 1;
                         if handled == PACKETS_PER_TURN {
                             handled = 0;
-                            self.shard.backpressure().await;
-                            futures_lite::future::yield_now().await;
-                            if let Some(kill) = self.conn.killed() {
-                                return End::Killed(kill);
+                            if let Err(end) = self.give_turn().await {
+                                return end;
                             }
                         }
                     }
@@ -431,12 +442,8 @@ impl Connection {
                     Step::End(end) => return end,
                 }
             }
-            self.shard.backpressure().await;
-            // A client that keeps the socket full would otherwise never let this task
-            // return Pending, starving every other connection of the shard.
-            futures_lite::future::yield_now().await;
-            if let Some(kill) = self.conn.killed() {
-                return End::Killed(kill);
+            if let Err(end) = self.give_turn().await {
+                return end;
             }
             let wake = futures_lite::future::or(
                 async { Wake::Read(reader.read_into(&self.shard.read_scratch, buf).await) },

@@ -298,36 +298,31 @@ impl Connection {
             expires_at,
             publisher: self.client_id.0.clone(),
         });
+        // A QoS 1 PUBACK someone else may send: a shadow request's goes with its answer, and
+        // a backlogged subscriber may hold any other (publisher flow control, flow.rs).
+        let mut puback = match (p.qos, p.packet_id) {
+            (QoS::AtLeastOnce, Some(packet_id)) => Some(PubAckTo {
+                shard: self.shard.id,
+                conn: self.conn_id,
+                packet_id,
+            }),
+            _ => None,
+        };
+        let offered = puback.is_some();
         let acks = if message.topic.starts_with("$aws/things/") {
             let acks = self.shard.route(message.clone());
-            // A QoS 1 request is acknowledged with its answer (see `PubAckTo`), unless
-            // persistent sessions' durable copies must be awaited first.
-            let puback = match (p.qos, p.packet_id) {
-                (QoS::AtLeastOnce, Some(packet_id)) if acks.is_empty() => Some(PubAckTo {
-                    shard: self.shard.id,
-                    conn: self.conn_id,
-                    packet_id,
-                }),
-                _ => None,
-            };
+            // Not when persistent sessions' durable copies must be awaited first.
+            let puback = puback.filter(|_| acks.is_empty());
             if self.shadow_request(&message, puback) && puback.is_some() {
                 return Ok(None);
             }
             acks
-        } else if let (QoS::AtLeastOnce, Some(packet_id)) = (p.qos, p.packet_id) {
-            // A backlogged subscriber may hold the PUBACK (publisher flow control, flow.rs).
-            let mut puback = Some(PubAckTo {
-                shard: self.shard.id,
-                conn: self.conn_id,
-                packet_id,
-            });
+        } else {
             let acks = self.shard.route_offering(message, &mut puback);
-            if puback.is_none() {
+            if offered && puback.is_none() {
                 return Ok(None);
             }
             acks
-        } else {
-            self.shard.route(message)
         };
         if !acks.is_empty() {
             return Ok(Some(PendingAck {

@@ -3,6 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use iotcore_core::mqtt::{Packet, PubResponse};
+
 use super::mesh::ShardMsg;
 use super::{SessionSlot, Shard};
 use crate::flow::{high_water, Held, PubAckTo};
@@ -131,12 +133,20 @@ impl Shard {
         }
     }
 
-    /// Sends a PUBACK owed to a connection of this shard or of another.
+    /// Sends a PUBACK owed to a connection of this shard or of another (held by flow
+    /// control, or a shadow request's, sent with its answer).
     pub(super) fn release_puback(&self, to: PubAckTo) {
         if to.shard == self.id {
             self.send_puback(to);
         } else {
             self.post_to(to.shard, ShardMsg::PubAck(to));
+        }
+    }
+
+    /// Sends a PUBACK to one of this shard's connections, if it still is.
+    pub(super) fn send_puback(&self, to: PubAckTo) {
+        if let Some(conn) = self.connections.borrow().get(&to.conn) {
+            conn.send(&Packet::PubAck(PubResponse::success(to.packet_id)));
         }
     }
 }

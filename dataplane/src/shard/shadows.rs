@@ -5,14 +5,14 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use bytestring::ByteString;
-use iotcore_core::mqtt::{Packet, PubResponse, PublishProperties, QoS};
+use iotcore_core::mqtt::{PublishProperties, QoS};
 use iotcore_core::shadow::ThingName;
 
 use super::mesh::ShardMsg;
 use super::replies::{Reply, ReplyTo};
 use super::Shard;
 use crate::message::Message;
-use crate::shadow::service::{Output, Pending, PubAckTo, ShadowRequest, ShadowService};
+use crate::shadow::service::{Output, Pending, ShadowRequest, ShadowService};
 use crate::shadow::{now_secs, owner_of};
 
 impl Shard {
@@ -57,7 +57,7 @@ impl Shard {
                 drop(service);
                 // Unanswered, but the PUBLISH itself was received: acknowledge it.
                 if let crate::shadow::service::Origin::Mqtt(Some(to)) = req.origin {
-                    self.emit_shadow_outputs(vec![Output::PubAck(to)]);
+                    self.release_puback(to);
                 }
                 return;
             };
@@ -104,18 +104,10 @@ impl Shard {
                 Output::Http { to, status, body } => {
                     self.reply(to, Reply::Http { status, body });
                 }
-                // Posted after the answers above, so on the requester's shard the PUBACK
+                // Sent after the answers above, so on the requester's shard the PUBACK
                 // lands in the same mesh batch and the same write as its answer.
-                Output::PubAck(to) if to.shard == self.id => self.send_puback(to),
-                Output::PubAck(to) => self.post_to(to.shard, ShardMsg::PubAck(to)),
+                Output::PubAck(to) => self.release_puback(to),
             }
-        }
-    }
-
-    /// Acknowledges a request PUBLISH whose answer is out, if its connection still is.
-    pub(super) fn send_puback(&self, to: PubAckTo) {
-        if let Some(conn) = self.connections.borrow().get(&to.conn) {
-            conn.send(&Packet::PubAck(PubResponse::success(to.packet_id)));
         }
     }
 
