@@ -31,12 +31,15 @@ impl Message {
     }
 
     /// The Message Expiry Interval to send now: what is left of the original, rounded up
-    /// ([MQTT-3.3.2-6]).
+    /// ([MQTT-3.3.2-6]), and never more than the original. (`now` is the shard's clock,
+    /// taken at the read that brought the packet, so it can be a little earlier than the
+    /// moment the expiry was computed: rounded up, 30 s became 31.)
     pub fn remaining_expiry(&self, now: Instant) -> Option<u32> {
         self.expires_at.map(|t| {
             let left = t.saturating_duration_since(now);
             let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
-            u32::try_from(secs).unwrap_or(u32::MAX)
+            let original = self.properties.message_expiry_interval.unwrap_or(u32::MAX);
+            u32::try_from(secs).unwrap_or(u32::MAX).min(original)
         })
     }
 }
@@ -52,4 +55,39 @@ pub struct Delivery {
     pub subscription_ids: Vec<u32>,
     /// Its number in the session log when the session is persistent; 0 when not logged.
     pub seq: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn expiring(interval: u32, expires_at: Instant) -> Message {
+        Message {
+            topic: ByteString::from_static("t"),
+            payload: Bytes::new(),
+            qos: QoS::AtMostOnce,
+            retain: false,
+            properties: PublishProperties {
+                message_expiry_interval: Some(interval),
+                ..Default::default()
+            },
+            expires_at: Some(expires_at),
+            publisher: ByteString::new(),
+        }
+    }
+
+    #[test]
+    fn remaining_expiry_rounds_up_and_never_exceeds_the_original() {
+        let t0 = Instant::now();
+        let m = expiring(30, t0 + Duration::from_secs(30));
+        // Read a little before the expiry was computed: still 30, not 31.
+        assert_eq!(m.remaining_expiry(t0 - Duration::from_millis(1)), Some(30));
+        assert_eq!(m.remaining_expiry(t0), Some(30));
+        assert_eq!(
+            m.remaining_expiry(t0 + Duration::from_millis(1500)),
+            Some(29)
+        );
+        assert_eq!(m.remaining_expiry(t0 + Duration::from_secs(31)), Some(0));
+    }
 }
