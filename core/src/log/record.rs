@@ -46,7 +46,8 @@ pub(crate) fn framed_len(len: usize) -> u64 {
 pub(crate) enum Step<'a> {
     /// A whole record whose checksum matches; the payload borrows the mapped file.
     Record(&'a [u8]),
-    /// The bytes end exactly on a record boundary.
+    /// The bytes end exactly on a record boundary, or only zeros follow it (the part of
+    /// the last segment the log zero-filled ahead of its writes).
     End,
     /// The bytes at [`Scanner::offset`] are not a whole, valid record.
     Bad(CorruptionReason),
@@ -84,12 +85,22 @@ impl<'a> Scanner<'a> {
             return Step::End;
         }
         let Some((head, body)) = rest.split_first_chunk::<RECORD_HEADER_LEN>() else {
+            if rest.iter().all(|&b| b == 0) {
+                return Step::End;
+            }
             return Step::Bad(CorruptionReason::IncompleteHeader {
                 available: rest.len() as u64,
             });
         };
         let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
         let stored = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+        // No record has an all-zero header (the CRC of four zero bytes is not zero), so zeros
+        // to the end are the zero-filled space ahead of the writes, not a torn record. Zeros
+        // followed by anything else are not: a torn write can leave a record's first page
+        // unwritten and a later one written.
+        if len == 0 && stored == 0 && body.iter().all(|&b| b == 0) {
+            return Step::End;
+        }
         if len > self.max {
             return Step::Bad(CorruptionReason::LengthTooLarge { len, max: self.max });
         }
@@ -133,8 +144,24 @@ mod tests {
     }
 
     #[test]
-    fn zero_filled_bytes_are_not_records() {
-        let zeros = [0u8; 64];
+    fn zeros_to_the_end_are_the_end_not_records() {
+        let mut buf = framed(&[b"one"]);
+        let end = buf.len() as u64;
+        buf.extend_from_slice(&[0u8; 64]);
+        let mut scan = Scanner::new(&buf, 0, 1024);
+        assert_eq!(scan.next_record(), Step::Record(b"one"));
+        assert_eq!(scan.next_record(), Step::End);
+        assert_eq!(scan.offset(), end);
+        // Fewer zeros than a header: still the end.
+        let mut scan = Scanner::new(&[0u8; 5], 0, 1024);
+        assert_eq!(scan.next_record(), Step::End);
+        assert_eq!(scan.offset(), 0);
+    }
+
+    #[test]
+    fn zeros_followed_by_anything_are_a_bad_record() {
+        let mut zeros = [0u8; 64];
+        zeros[40] = 1;
         let mut scan = Scanner::new(&zeros, 0, 1024);
         assert!(matches!(
             scan.next_record(),

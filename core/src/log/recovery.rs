@@ -181,6 +181,11 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered, LogEr
             let reason = CorruptionReason::LsnGap { expected, found };
             report_it(0, reason, CorruptionAction::Reported);
         }
+        if scanned.bad.is_none() && is_last && scanned.file_len > meta.len {
+            // Zeros the log wrote ahead of its records (`ZERO_AHEAD`), not damage: cut them
+            // so the segment can be appended to again.
+            segment::truncate(path, meta.len)?;
+        }
         if let Some((offset, reason)) = scanned.bad {
             if is_last {
                 report_it(offset, reason, CorruptionAction::Truncated);
