@@ -61,6 +61,8 @@ options (both commands):
   --inflight N         QoS 1 publishes in flight per publisher (default 100);
                        shadows: requests outstanding per device (default 1)
   --devices N          shadows: devices (default 1000)
+  --client-ids thing|prefixed  shadows: a device's client id is its thing name (default,
+                       as AWS recommends) or `<prefix>-d<i>`
   --batch N            QoS 0 packets per write (default: about 32 KiB worth)
   --threads N          generator worker threads (default: number of cores)
   --concurrency N      concurrent CONNECTs during setup (default 64)
@@ -166,6 +168,7 @@ const COMMON: &[&str] = &[
     "threads",
     "concurrency",
     "devices",
+    "client-ids",
 ];
 
 fn secs(a: &Args, k: &str, default: f64) -> Result<Duration> {
@@ -217,6 +220,11 @@ fn base_params(a: &Args, scenario: Scenario, fd_limit: u64) -> Result<Params> {
         broker_pid: None,
         id_prefix: format!("bench{}", std::process::id()),
         devices: a.get("devices", 1000usize)?,
+        thing_client_ids: match a.map.get("client-ids").map(String::as_str) {
+            None | Some("thing") => true,
+            Some("prefixed") => false,
+            Some(other) => bail!("--client-ids {other}: expected thing or prefixed"),
+        },
         durable: None,
     })
 }

@@ -106,6 +106,9 @@ pub struct Params {
     pub id_prefix: String,
     /// shadows: N devices (each updates its own shadow, `inflight` requests outstanding).
     pub devices: usize,
+    /// shadows: each device's client id is its thing name (AWS's recommendation, and what
+    /// iotcore's thing affinity serves best); false: `<id_prefix>-d<i>`.
+    pub thing_client_ids: bool,
     /// shadows: the broker's `[storage] durable`, when the harness set it (compare).
     pub durable: Option<bool>,
 }
@@ -136,6 +139,7 @@ impl Params {
                 "payload": self.payload,
                 "devices": self.devices,
                 "inflight_per_device": self.inflight,
+                "client_ids": if self.thing_client_ids { "thing" } else { "prefixed" },
                 "durable": self.durable,
             }),
         };

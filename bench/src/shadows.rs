@@ -309,6 +309,7 @@ pub async fn run(p: &Params) -> Result<Value> {
     for _ in 0..p.connect_concurrency.clamp(1, n) {
         let (next, slots) = (next.clone(), slots.clone());
         let (addr, prefix, qos) = (p.addr, p.id_prefix.clone(), p.qos);
+        let thing_ids = p.thing_client_ids;
         set.spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
@@ -317,7 +318,12 @@ pub async fn run(p: &Params) -> Result<Value> {
                 }
                 let base = format!("$aws/things/{}/shadow/update", thing(i));
                 let filters = [format!("{base}/accepted"), format!("{base}/rejected")];
-                let c = connect_subscribed(addr, &format!("{prefix}-d{i}"), ka, &filters, qos)
+                let id = if thing_ids {
+                    thing(i)
+                } else {
+                    format!("{prefix}-d{i}")
+                };
+                let c = connect_subscribed(addr, &id, ka, &filters, qos)
                     .await
                     .with_context(|| format!("device {} of {n}", i + 1))?;
                 if let Ok(mut s) = slots.lock() {

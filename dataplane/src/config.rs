@@ -141,7 +141,7 @@ impl Default for AdminConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     /// Number of shards (one thread and one io_uring each). Default 0: one per core.
@@ -152,6 +152,20 @@ pub struct ServerConfig {
     /// clients connect) and resident memory grows in 2 MiB steps (7.4 KiB per idle
     /// connection with them, 4.5 KiB without).
     pub transparent_huge_pages: bool,
+    /// Serve a client whose id is a valid thing name on the shard that owns that thing's
+    /// shadows (AWS recommends the thing name as client id). Default true: its shadow
+    /// requests then never cross between shards. Off: connections stay where placed.
+    pub thing_affinity: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            shards: 0,
+            transparent_huge_pages: false,
+            thing_affinity: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

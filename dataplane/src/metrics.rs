@@ -66,6 +66,7 @@ metrics! {
         mesh_batches_out_total: "Batches sent to other shards.",
         slow_consumer_disconnects_total: "Connections closed for not reading.",
         connections_handed_over_total: "Connections accepted here and served by a shard with fewer (placement).",
+        connections_to_thing_owner_total: "Connections handed after CONNECT to the shard owning the thing named like the client.",
         shadow_requests_total: "Shadow requests (get, update, delete) applied by this shard as the thing's owner.",
         log_commits_total: "Group commits of this shard's logs (each an fsync when storage.durable).",
         log_committed_records_total: "Log records those commits covered (per commit: the group size).",

@@ -21,6 +21,14 @@ use crate::ids::ShardId;
 /// nothing at that scale.
 pub const SLACK: usize = 2;
 
+/// How far above the least loaded shard a thing's owner may go and still take its device's
+/// connection: this many, or a quarter of the least loaded shard's connections if more.
+/// Larger than `SLACK`: a connection on its thing's shard saves two hops between shards per
+/// shadow request, thing names hash evenly, and while clients connect the counts include
+/// handshakes in flight on both sides of a handover. With 8 and an 8th, a third of 100
+/// devices connecting 64 at a time were refused their owner now and then.
+pub const AFFINITY_SLACK: usize = 16;
+
 /// Live connections per shard, shared by all shards.
 pub struct Placement {
     live: Box<[AtomicUsize]>,
@@ -54,6 +62,28 @@ impl Placement {
             n.fetch_add(1, Ordering::Relaxed);
         }
         ShardId(chosen)
+    }
+
+    /// Whether `owner` may take a connection for the thing it owns (client id = thing name,
+    /// see `connection::affinity`); counted for it if so. Refused when `owner` holds more
+    /// than `AFFINITY_SLACK` (or a quarter) above the least loaded shard: many clients whose
+    /// names hash to one shard must not pile onto it.
+    pub fn claim_for_owner(&self, owner: ShardId) -> bool {
+        let least = self
+            .live
+            .iter()
+            .map(|n| n.load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(0);
+        let Some(count) = self.live.get(owner.0) else {
+            return false;
+        };
+        let slack = AFFINITY_SLACK.max(least / 4);
+        count
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n <= least + slack).then_some(n + 1)
+            })
+            .is_ok()
     }
 
     /// A connection of `shard` ended.
@@ -112,6 +142,27 @@ mod tests {
             assert_eq!(p.place(ShardId(1)), ShardId(1));
         }
         assert_eq!(p.place(ShardId(1)), ShardId(0));
+    }
+
+    #[test]
+    fn a_thing_owner_takes_connections_up_to_its_slack() {
+        let p = Placement::new(2);
+        for _ in 0..AFFINITY_SLACK {
+            assert!(p.claim_for_owner(ShardId(1)));
+        }
+        assert!(p.claim_for_owner(ShardId(1)), "at the slack: still taken");
+        assert!(!p.claim_for_owner(ShardId(1)), "past it: refused");
+        assert_eq!(p.loads(), vec![0, AFFINITY_SLACK + 1]);
+        assert!(p.claim_for_owner(ShardId(0)));
+        assert!(!p.claim_for_owner(ShardId(7)), "no such shard");
+        // Relative at scale: 800 on the least loaded allows 200 above it (1,000 taken
+        // while at most 1,000, so 1,001 in all).
+        let p = Placement::new(2);
+        p.live[0].store(800, Ordering::Relaxed);
+        for _ in 0..1001 {
+            assert!(p.claim_for_owner(ShardId(1)));
+        }
+        assert!(!p.claim_for_owner(ShardId(1)));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! that it is done, and parks; the main thread then exits the process. Dropping a glommio
 //! executor with I/O in flight is a path we have no need to exercise.
 
+use bytes::BytesMut;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -269,7 +270,7 @@ async fn run_shard(
                     let to = shard.placement.place(id);
                     if to == id {
                         let stream = accepted.bind_to_executor();
-                        glommio::spawn_local(connection::serve(shard.clone(), stream)).detach();
+                        glommio::spawn_local(connection::serve(shard.clone(), stream, BytesMut::new())).detach();
                     } else {
                         crate::metrics::bump(&shard.metrics.connections_handed_over_total, 1);
                         shard.post_to(to, ShardMsg::Adopt(accepted));

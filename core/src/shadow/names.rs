@@ -82,6 +82,11 @@ macro_rules! name_type {
                 Ok(Self(name))
             }
 
+            /// Checks `name` against the AWS rules without taking it.
+            pub fn check(name: &str) -> Result<(), NameError> {
+                validate(name, $kind, $max)
+            }
+
             /// The name as text.
             pub fn as_str(&self) -> &str {
                 &self.0

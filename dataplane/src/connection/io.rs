@@ -57,6 +57,11 @@ impl AsyncWrite for Half {
 }
 
 impl Half {
+    /// The stream, once its other half is gone.
+    pub fn into_stream(self) -> Option<TcpStream> {
+        Rc::try_unwrap(self.0).ok().map(RefCell::into_inner)
+    }
+
     /// One read: appends what arrives to `buf`; `Ok(0)` is the end of the stream.
     pub async fn read_into(
         &mut self,

@@ -2,6 +2,7 @@
 //! decodes packets straight out of the read buffer and handles each on the shard, while a
 //! writer task sends what the shard encoded for it.
 
+pub mod affinity;
 mod connect;
 pub mod handle;
 mod io;
@@ -108,10 +109,16 @@ pub(crate) struct Connection {
 /// the refusal paths) would otherwise size the task of every connection for its whole
 /// life. It is boxed before the task is made, so not even the socket's argument slot stays
 /// in the task. What the connection keeps is `Live`.
-pub fn serve(shard: Rc<Shard>, stream: TcpStream) -> impl std::future::Future<Output = ()> {
+///
+/// `read` holds bytes already read from the socket (by the shard that handed it over).
+pub fn serve(
+    shard: Rc<Shard>,
+    stream: TcpStream,
+    read: BytesMut,
+) -> impl std::future::Future<Output = ()> {
     shard.live_connections.set(shard.live_connections.get() + 1);
     let live_guard = LiveGuard(shard.clone());
-    let handshake = Box::pin(handshake(shard, stream));
+    let handshake = Box::pin(handshake(shard, stream, read));
     async move {
         let _live = live_guard;
         let Some(mut live) = handshake.await else {
@@ -133,17 +140,24 @@ struct Live {
 
 /// CONNECT to CONNACK. `None` when the connection ended there (refused, timed out, bad
 /// first packet).
-async fn handshake(shard: Rc<Shard>, stream: TcpStream) -> Option<Live> {
+async fn handshake(shard: Rc<Shard>, stream: TcpStream, mut buf: BytesMut) -> Option<Live> {
     let peer = stream.peer_addr().ok()?;
     let _ = stream.set_nodelay(true);
     let (mut reader, writer_half) = io::split(stream);
-    let mut buf = BytesMut::new();
     let mut decoder = Decoder::new(shard.config.limits.max_packet_bytes);
 
     let connect_timeout = Duration::from_secs(shard.config.limits.connect_timeout_secs);
     let handshake_deadline = shard.handshake_deadline(connect_timeout);
+    // Every byte read before the CONNECT was decoded, in case the connection moves to its
+    // thing's shard (`affinity.rs`): a CONNECT is small, and this is once per connection.
+    let mut read_so_far = BytesMut::new();
     let first = futures_lite::future::or(
-        async { Some(read_packet(&shard, &mut reader, &mut buf, &mut decoder).await) },
+        async {
+            Some(
+                read_first_packet(&shard, &mut reader, &mut buf, &mut decoder, &mut read_so_far)
+                    .await,
+            )
+        },
         async {
             handshake_deadline.notified().await;
             None
@@ -155,7 +169,13 @@ async fn handshake(shard: Rc<Shard>, stream: TcpStream) -> Option<Live> {
             tracing::debug!(%peer, "no CONNECT within connect_timeout_secs; closing");
             return None;
         }
-        Some(Ok(Some(Packet::Connect(c)))) => c,
+        Some(Ok(Some(Packet::Connect(c)))) => {
+            if let Some(owner) = affinity::owner_for(&shard, &c.client_id) {
+                affinity::hand_over(&shard, owner, reader, writer_half, read_so_far);
+                return None;
+            }
+            c
+        }
         Some(Ok(_)) => return None,
         Some(Err(e)) => {
             tracing::debug!(%peer, error = %e, "bad first packet");
@@ -324,14 +344,18 @@ fn attach(shard: &Rc<Shard>, key: SessionKey, conn: &Rc<ConnHandle>) {
 /// (16 KiB reads did as well there, but cost pairs of 1 KiB QoS 1 messages 30%.)
 const PACKETS_PER_TURN: usize = 256;
 
-/// Reads until one whole packet is decoded: `Ok(None)` on end of stream.
-async fn read_packet(
+/// Reads until one whole packet is decoded: `Ok(None)` on end of stream. `read_so_far`
+/// gets a copy of everything read until then, the packet's bytes included.
+async fn read_first_packet(
     shard: &Shard,
     reader: &mut io::Half,
     buf: &mut BytesMut,
     decoder: &mut Decoder,
+    read_so_far: &mut BytesMut,
 ) -> Result<Option<Packet>, iotcore_core::mqtt::DecodeError> {
     loop {
+        read_so_far.clear();
+        read_so_far.extend_from_slice(buf);
         if let Some(p) = decoder.decode(buf)? {
             return Ok(Some(p));
         }

@@ -28,7 +28,12 @@ use crate::ids::ShardId;
 /// named shadows is local). The hash is fixed (CRC-32) because each shard's log holds its
 /// own things: a restart must find them on the same shard.
 pub fn owner_of(thing: &ThingName, shards: usize) -> ShardId {
-    let hash = crc32fast::hash(thing.as_str().as_bytes()) as usize;
+    owner_of_name(thing.as_str(), shards)
+}
+
+/// `owner_of` for a name not (yet) checked as a thing name: a client id, say.
+pub fn owner_of_name(name: &str, shards: usize) -> ShardId {
+    let hash = crc32fast::hash(name.as_bytes()) as usize;
     ShardId(hash % shards.max(1))
 }
 

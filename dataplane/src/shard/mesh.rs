@@ -61,6 +61,9 @@ pub enum ShardMsg {
     /// Serve this connection, accepted by a fuller shard (`placement.rs`); it is counted
     /// for this shard already.
     Adopt(glommio::net::AcceptedTcpStream),
+    /// Serve this connection, whose client id names a thing this shard owns
+    /// (`connection/affinity.rs`); it is counted for this shard already.
+    Handover(Box<crate::connection::affinity::Handover>),
 }
 
 pub type Batch = Vec<ShardMsg>;

@@ -15,6 +15,7 @@ mod router;
 mod sessions;
 mod shadows;
 
+use bytes::BytesMut;
 use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -395,7 +396,16 @@ impl Shard {
                     self.placement.leave(self.id);
                     return;
                 }
-                glommio::spawn_local(crate::connection::serve(self.clone(), stream)).detach();
+                let serve = crate::connection::serve(self.clone(), stream, BytesMut::new());
+                glommio::spawn_local(serve).detach();
+            }
+            ShardMsg::Handover(handover) => {
+                let (stream, read) = handover.into_parts();
+                if self.shutting_down.get() {
+                    self.placement.leave(self.id);
+                    return;
+                }
+                glommio::spawn_local(crate::connection::serve(self.clone(), stream, read)).detach();
             }
         }
     }
