@@ -270,7 +270,12 @@ async fn run_shard(
                     let to = shard.placement.place(id);
                     if to == id {
                         let stream = accepted.bind_to_executor();
-                        glommio::spawn_local(connection::serve(shard.clone(), stream, BytesMut::new())).detach();
+                        glommio::spawn_local(connection::serve(
+                            shard.clone(),
+                            stream,
+                            BytesMut::new(),
+                        ))
+                        .detach();
                     } else {
                         crate::metrics::bump(&shard.metrics.connections_handed_over_total, 1);
                         shard.post_to(to, ShardMsg::Adopt(accepted));

@@ -42,6 +42,7 @@ BASE_CONFIG = {
 SECTION = {
     "shards": "server",
     "transparent_huge_pages": "server",
+    "thing_affinity": "server",
     "bind": "mqtt",
     "allow_anonymous": "auth",
     "data_dir": "storage",

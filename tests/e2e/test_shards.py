@@ -118,8 +118,9 @@ def test_cross_shard_disconnect_event(two_shards, uid):
 def test_connections_are_spread_over_the_shards(broker, client_factory, uid):
     """Whatever the kernel's SO_REUSEPORT hash does, a shard never serves more than 3
     connections above the other (placement.rs: a fuller shard hands new ones over), and a
-    handed-over connection works like any other."""
-    clients = [client_factory() for _ in range(40)]
+    handed-over connection works like any other. (Client ids that cannot be thing names:
+    those go to their thing's shard instead, test_thing_affinity.py.)"""
+    clients = [client_factory(client_id=f"{uid}/spread {i}") for i in range(40)]
     per_shard = {0: 0, 1: 0}
     for c in clients:
         per_shard[_shard(c)] += 1

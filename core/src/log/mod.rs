@@ -45,6 +45,11 @@
 //! than that gets a segment of its own) and is fdatasync'ed before the next one is created,
 //! so only the last segment can ever have a torn tail.
 //!
+//! The last segment is zero-filled up to `ZERO_AHEAD` (1 MiB) past its records, so that records
+//! are written into bytes the file already has and an fdatasync need not commit a new
+//! file size. Recovery reads zeros to the end as the end of the log (no record header is
+//! all zeros) and cuts them; closing a segment or the log cuts them too.
+//!
 //! ## Corruption policy
 //! The rule: cut what may be a torn write, skip what is damaged, never lose what comes after,
 //! never panic, and report every case with its file and offset ([`Corruption`]).
@@ -528,12 +533,24 @@ impl Log {
     /// Syncs and closes the log. The last segment ends at its last record: the zeros
     /// written ahead of it are cut.
     pub fn close(mut self) -> Result<Lsn, LogError> {
+        self.sync_and_trim()
+    }
+
+    /// Flushes, cuts the zeros written ahead of the records, and fdatasyncs: what a clean
+    /// shutdown leaves, files that end at their last record. The log stays usable (the next
+    /// write zero-fills again).
+    pub fn sync_and_trim(&mut self) -> Result<Lsn, LogError> {
         self.flush()?;
-        let active = &self.active;
+        let active = &mut self.active;
         if active.zeroed_to > active.meta.len {
             let cut = active.file.file.set_len(active.meta.len);
             self.shared
                 .poison(cut.map_err(LogError::io("truncate", &active.meta.path)))?;
+            active.zeroed_to = active.meta.len;
+            // The new length must reach the disk even if every record already has.
+            let synced = active.file.file.sync_data();
+            self.shared
+                .poison(synced.map_err(LogError::io("fdatasync", &active.meta.path)))?;
         }
         self.sync_handle().sync()
     }

@@ -1,7 +1,8 @@
 //! Segment files: `<first LSN, 20 digits>.seg`, a 32-byte header (magic `iotclog\0`), then
 //! records back to back. A segment is only ever appended to; a new one starts when the
 //! current one would grow past `LogConfig::segment_bytes`, and the old one is fdatasync'ed
-//! first, so every segment but the last is whole and durable.
+//! first, so every segment but the last is whole and durable. The last one may end in zeros
+//! the log wrote ahead of its records (`ZERO_AHEAD` in `mod.rs`).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;

@@ -191,6 +191,26 @@ fn the_zero_filled_tail_is_not_corruption() -> TestResult {
     Ok(())
 }
 
+/// A clean shutdown (`sync_and_trim`) leaves files that end at their last record; the log
+/// goes on working and zero-fills again.
+#[test]
+fn sync_and_trim_cuts_the_zeros_and_the_log_goes_on() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (mut log, _) = Log::open(dir.path(), LogConfig::default())?;
+    let seg = segment_path(dir.path(), Lsn::new(1));
+    log.append(&rec(1))?;
+    assert_eq!(log.sync_and_trim()?, Lsn::new(1));
+    assert_eq!(fs::metadata(&seg)?.len(), offset_of(1));
+    log.append(&rec(2))?;
+    log.sync()?;
+    assert_eq!(fs::metadata(&seg)?.len(), offset_of(2) + ZERO_AHEAD);
+    drop(log);
+    let (log, recovery) = Log::open(dir.path(), LogConfig::default())?;
+    assert!(recovery.corruptions.is_empty());
+    assert_eq!(replayed(&log)?, numbered(1..=2));
+    Ok(())
+}
+
 /// A closed segment ends at its last record, and no segment grows past `segment_bytes`
 /// because of the zeros.
 #[test]

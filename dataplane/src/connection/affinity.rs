@@ -73,7 +73,10 @@ pub fn hand_over(shard: &Rc<Shard>, owner: ShardId, reader: Half, writer: Half, 
     };
     drop(stream);
     bump(&shard.metrics.connections_to_thing_owner_total, 1);
-    shard.post_to(owner, ShardMsg::Handover(Box::new(Handover { socket, read })));
+    shard.post_to(
+        owner,
+        ShardMsg::Handover(Box::new(Handover { socket, read })),
+    );
 }
 
 /// A new descriptor for the stream's socket.

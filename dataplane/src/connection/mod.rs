@@ -154,8 +154,14 @@ async fn handshake(shard: Rc<Shard>, stream: TcpStream, mut buf: BytesMut) -> Op
     let first = futures_lite::future::or(
         async {
             Some(
-                read_first_packet(&shard, &mut reader, &mut buf, &mut decoder, &mut read_so_far)
-                    .await,
+                read_first_packet(
+                    &shard,
+                    &mut reader,
+                    &mut buf,
+                    &mut decoder,
+                    &mut read_so_far,
+                )
+                .await,
             )
         },
         async {

@@ -97,17 +97,17 @@ impl Shard {
     }
 
     /// At shutdown: everything appended reaches the disk (with `durable = false` too), on
-    /// this thread, since nothing else is left to serve.
+    /// this thread, since nothing else is left to serve; the logs' zero-filled tails are cut.
     pub fn sync_logs(&self) {
         let mut results = Vec::new();
         if let Some(s) = self.shadows.borrow_mut().as_mut() {
-            results.push(("shadows", s.store.log_mut().sync().map(|_| ())));
+            results.push(("shadows", s.store.log_mut().sync_and_trim().map(|_| ())));
         }
         if let Some(s) = self.retained_store.borrow_mut().as_mut() {
-            results.push(("retained", s.log.log_mut().sync().map(|_| ())));
+            results.push(("retained", s.log.log_mut().sync_and_trim().map(|_| ())));
         }
         if let Some(s) = self.session_store.borrow_mut().as_mut() {
-            results.push(("sessions", s.log.log_mut().sync().map(|_| ())));
+            results.push(("sessions", s.log.log_mut().sync_and_trim().map(|_| ())));
         }
         for (log, result) in results {
             if let Err(e) = result {

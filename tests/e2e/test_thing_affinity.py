@@ -1,0 +1,110 @@
+"""Thing affinity: a client whose id is a thing name is served by the shard that owns that
+thing's shadows (CRC-32 of the name modulo the shard count), handed over right after its
+CONNECT with whatever it sent after it (iotcore only, two shards)."""
+from __future__ import annotations
+
+import zlib
+
+import pytest
+
+import mqtt_raw as r
+from conftest import TClient, poll
+from test_storage_metrics import metric_sum, scrape
+
+pytestmark = pytest.mark.iotcore
+
+
+def owner(name: str, shards: int = 2) -> int:
+    return zlib.crc32(name.encode()) % shards
+
+
+def shard_of(connack_props) -> int:
+    ups = dict(getattr(connack_props, "UserProperty", []))
+    return int(ups["shard"])
+
+
+def raw_shard(ack: r.Packet) -> int:
+    return int(dict(ack.props.get("UserProperty", []))["shard"])
+
+
+def test_a_thing_named_client_lands_on_its_things_shard(broker, client_factory, uid):
+    names = [f"{uid}-t{i}" for i in range(16)]
+    for name in names:
+        c = client_factory(client_id=name)
+        assert shard_of(c.connack_props) == owner(name), name
+    # Some of 16 were accepted by the other shard (all on their owner by chance: 2^-16).
+    # Shards publish their counters every few hundred milliseconds.
+    poll(
+        lambda: metric_sum(scrape(broker), "connections_to_thing_owner_total") >= 1,
+        msg="no connection was handed to its thing's shard",
+    )
+
+
+def test_packets_sent_with_the_connect_survive_the_handover(broker, uid):
+    """CONNECT, SUBSCRIBE and a QoS 1 PUBLISH in one write: the owner shard must see all
+    three, in order, though another shard read them from the socket."""
+    for i in range(8):
+        name = f"{uid}-p{i}"
+        topic = f"{uid}/p{i}"
+        raw = r.RawClient(broker.host, broker.port, version=r.V5)
+        try:
+            raw.send(
+                r.connect(name, version=r.V5)
+                + r.subscribe(1, [(topic, 1)])
+                + r.publish(topic, b"hello", qos=1, pid=2)
+            )
+            ack = raw.expect(r.CONNACK)
+            assert ack.rc == 0
+            assert raw_shard(ack) == owner(name)
+            got = [raw.recv_packet() for _ in range(3)]
+            kinds = sorted(p.type for p in got)
+            assert kinds == sorted([r.SUBACK, r.PUBACK, r.PUBLISH]), got
+            delivered = next(p for p in got if p.type == r.PUBLISH)
+            assert (delivered.topic, delivered.payload) == (topic, b"hello")
+            raw.send(r.disconnect())
+            raw.wait_closed(3)
+        finally:
+            raw.close()
+
+
+def test_a_persistent_session_comes_back_to_its_shard(broker, client_factory, uid):
+    name = f"{uid}-s"
+    topic = f"{uid}/queued"
+    keep = {"SessionExpiryInterval": 60}
+    c = client_factory(client_id=name, clean=False, connect_props=keep)
+    assert shard_of(c.connack_props) == owner(name)
+    c.subscribe(topic, 1)
+    c.disconnect()
+    client_factory().publish(topic, b"while away", 1)
+    back = client_factory(client_id=name, clean=False, connect_props=keep)
+    assert back.session_present
+    assert shard_of(back.connack_props) == owner(name)
+    assert back.get().payload == b"while away"
+
+
+def handed_to_owner_once_published(broker, connections: int) -> int:
+    """The hand-over counter, read once the shards' published gauges show `connections`
+    (so the counter is not an older, not yet published value)."""
+    text = poll(
+        lambda: (t := scrape(broker)) and metric_sum(t, "connections") >= connections and t,
+        msg="the connections never showed in /metrics",
+    )
+    return metric_sum(text, "connections_to_thing_owner_total")
+
+
+def test_names_that_cannot_be_things_stay_where_placed(broker, client_factory, uid):
+    for i in range(8):
+        c = client_factory(client_id=f"{uid}/dev {i}")
+        assert c.connack[0] == 0
+    assert handed_to_owner_once_published(broker, 8) == 0
+
+
+def test_affinity_off(broker_factory, uid):
+    b = broker_factory(thing_affinity=False)
+    clients = [TClient(b.host, b.port, client_id=f"{uid}-t{i}") for i in range(16)]
+    try:
+        assert all(c.connack[0] == 0 for c in clients)
+        assert handed_to_owner_once_published(b, 16) == 0
+    finally:
+        for c in clients:
+            c.close()
