@@ -1,6 +1,7 @@
 """Thing affinity: a client whose id is a thing name is served by the shard that owns that
 thing's shadows (CRC-32 of the name modulo the shard count), handed over right after its
-CONNECT with whatever it sent after it (iotcore only, two shards)."""
+CONNECT with whatever it sent after it (iotcore only, two shards). Placement may refuse an
+owner that is already far fuller; the names here keep the shards balanced."""
 from __future__ import annotations
 
 import zlib
@@ -27,9 +28,20 @@ def raw_shard(ack: r.Packet) -> int:
     return int(dict(ack.props.get("UserProperty", []))["shard"])
 
 
+def alternating_names(prefix: str, n: int) -> list[str]:
+    """`n` names whose owners alternate 0, 1, 0, ...: connected in order, they keep the shards
+    balanced, so placement never refuses one its owner (`Placement::claim_for_owner`)."""
+    names, i = [], 0
+    while len(names) < n:
+        name = f"{prefix}{i}"
+        if owner(name) == len(names) % 2:
+            names.append(name)
+        i += 1
+    return names
+
+
 def test_a_thing_named_client_lands_on_its_things_shard(broker, client_factory, uid):
-    names = [f"{uid}-t{i}" for i in range(16)]
-    for name in names:
+    for name in alternating_names(f"{uid}-t", 16):
         c = client_factory(client_id=name)
         assert shard_of(c.connack_props) == owner(name), name
     # Some of 16 were accepted by the other shard (all on their owner by chance: 2^-16).
@@ -43,8 +55,7 @@ def test_a_thing_named_client_lands_on_its_things_shard(broker, client_factory, 
 def test_packets_sent_with_the_connect_survive_the_handover(broker, uid):
     """CONNECT, SUBSCRIBE and a QoS 1 PUBLISH in one write: the owner shard must see all
     three, in order, though another shard read them from the socket."""
-    for i in range(8):
-        name = f"{uid}-p{i}"
+    for i, name in enumerate(alternating_names(f"{uid}-p", 8)):
         topic = f"{uid}/p{i}"
         raw = r.RawClient(broker.host, broker.port, version=r.V5)
         try:
@@ -101,10 +112,24 @@ def test_names_that_cannot_be_things_stay_where_placed(broker, client_factory, u
 
 def test_affinity_off(broker_factory, uid):
     b = broker_factory(thing_affinity=False)
-    clients = [TClient(b.host, b.port, client_id=f"{uid}-t{i}") for i in range(16)]
+    clients = [TClient(b.host, b.port, client_id=n) for n in alternating_names(f"{uid}-t", 16)]
     try:
         assert all(c.connack[0] == 0 for c in clients)
         assert handed_to_owner_once_published(b, 16) == 0
     finally:
         for c in clients:
             c.close()
+
+
+def test_names_that_all_hash_alike_do_not_crowd_one_shard(broker, client_factory, uid):
+    """Twelve clients named for shard 0: placement lets the owner take them only while it
+    stays near the other shard or within a third over its fair share."""
+    names = []
+    i = 0
+    while len(names) < 12:
+        if owner(f"{uid}-x{i}") == 0:
+            names.append(f"{uid}-x{i}")
+        i += 1
+    on = [shard_of(client_factory(client_id=n).connack_props) for n in names]
+    assert on.count(0) <= 8, on  # two thirds of 12
+    assert on.count(0) >= 3, on

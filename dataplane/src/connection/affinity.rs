@@ -49,7 +49,7 @@ pub fn owner_for(shard: &Shard, client_id: &str) -> Option<ShardId> {
         return None;
     }
     let owner = crate::shadow::owner_of_name(client_id, shard.shard_count);
-    (owner != shard.id && shard.placement.claim_for_owner(owner)).then_some(owner)
+    (owner != shard.id && shard.placement.claim_for_owner(shard.id, owner)).then_some(owner)
 }
 
 /// Sends the connection to `owner`, which `owner_for` counted it for. `read` holds every
