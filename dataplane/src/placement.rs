@@ -87,7 +87,7 @@ impl Placement {
                 *l = n + 1;
             }
             let least = loads.iter().copied().min().unwrap_or(0);
-            n + 1 <= least + SLACK.max(least / 32) || (n + 1) * shards * 3 <= total * 4
+            n < least + SLACK.max(least / 32) || (n + 1) * shards * 3 <= total * 4
         };
         count
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
