@@ -1,7 +1,8 @@
-"""Thing affinity: a client whose id is a thing name is served by the shard that owns that
-thing's shadows (CRC-32 of the name modulo the shard count), handed over right after its
-CONNECT with whatever it sent after it (iotcore only, two shards). Placement may refuse an
-owner that is already far fuller; the names here keep the shards balanced."""
+"""Thing affinity (`[server] thing_affinity = true`, off by default): a client whose id is a
+thing name is served by the shard that owns that thing's shadows (CRC-32 of the name modulo
+the shard count), handed over right after its CONNECT with whatever it sent after it
+(iotcore only, two shards). Placement may refuse an owner that is already far fuller; the
+names here keep the shards balanced."""
 from __future__ import annotations
 
 import zlib
@@ -13,6 +14,12 @@ from conftest import TClient, poll
 from test_storage_metrics import metric_sum, scrape
 
 pytestmark = pytest.mark.iotcore
+
+
+@pytest.fixture
+def broker(broker_factory):
+    """This module's broker has thing affinity on."""
+    return broker_factory(thing_affinity=True)
 
 
 def owner(name: str, shards: int = 2) -> int:
@@ -110,8 +117,8 @@ def test_names_that_cannot_be_things_stay_where_placed(broker, client_factory, u
     assert handed_to_owner_once_published(broker, 8) == 0
 
 
-def test_affinity_off(broker_factory, uid):
-    b = broker_factory(thing_affinity=False)
+def test_affinity_is_off_by_default(broker_factory, uid):
+    b = broker_factory()
     clients = [TClient(b.host, b.port, client_id=n) for n in alternating_names(f"{uid}-t", 16)]
     try:
         assert all(c.connack[0] == 0 for c in clients)

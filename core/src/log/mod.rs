@@ -45,10 +45,11 @@
 //! than that gets a segment of its own) and is fdatasync'ed before the next one is created,
 //! so only the last segment can ever have a torn tail.
 //!
-//! The last segment is zero-filled up to `ZERO_AHEAD` (1 MiB) past its records, so that records
-//! are written into bytes the file already has and an fdatasync need not commit a new
-//! file size. Recovery reads zeros to the end as the end of the log (no record header is
-//! all zeros) and cuts them; closing a segment or the log cuts them too.
+//! The last segment is zero-filled up to `ZERO_AHEAD` (1 MiB) past its records, so that
+//! records are written into bytes the file already has and an fdatasync need not commit a
+//! new file size. Recovery reads zeros to the end as the end of the log (no record header
+//! is all zeros) and cuts them; closing a segment, the log, or a clean shutdown
+//! ([`Log::sync_and_trim`]) cuts them too.
 //!
 //! ## Corruption policy
 //! The rule: cut what may be a torn write, skip what is damaged, never lose what comes after,
@@ -257,8 +258,8 @@ impl Active {
 ///
 /// An fdatasync after a write that grew the file must also commit the new size, an ext4
 /// journal commit; one after writes into blocks that already hold zeros only writes the
-/// data: 96 against 150-200 us here (`bench/results`, "zero-filled segments"). So records
-/// land in bytes written earlier, and the file grows a mebibyte at a time.
+/// data: 96 against 150-200 us here (`perf/sync_cost.py`; bench/results, session 5). So
+/// records land in bytes written earlier, and the file grows a mebibyte at a time.
 const ZERO_AHEAD: u64 = 1 << 20;
 
 /// What the zero-filling writes from.
