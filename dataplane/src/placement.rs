@@ -167,7 +167,8 @@ mod tests {
             p.leave(ShardId(0));
             moved += 1;
         }
-        // 0 and 2 fit the slack; 3 against 0 would not (and is not 60% of 3 either).
+        // 1 and 2 against 0 fit the slack; 3 against 0 does not, nor is it within a third
+        // over a fair share of 3.
         assert_eq!(moved, 2, "{:?}", p.loads());
         assert!(!p.claim_for_owner(ShardId(0), ShardId(7)), "no such shard");
     }
