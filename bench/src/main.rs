@@ -63,6 +63,8 @@ options (both commands):
   --devices N          shadows: devices (default 1000)
   --client-ids thing|prefixed  shadows: a device's client id is its thing name (default,
                        as AWS recommends) or `<prefix>-d<i>`
+  --fleet existing|new shadows: the devices' shadows exist before they connect (default:
+                       written first through one other connection) or not
   --batch N            QoS 0 packets per write (default: about 32 KiB worth)
   --threads N          generator worker threads (default: number of cores)
   --concurrency N      concurrent CONNECTs during setup (default 64)
@@ -169,6 +171,7 @@ const COMMON: &[&str] = &[
     "concurrency",
     "devices",
     "client-ids",
+    "fleet",
 ];
 
 fn secs(a: &Args, k: &str, default: f64) -> Result<Duration> {
@@ -224,6 +227,11 @@ fn base_params(a: &Args, scenario: Scenario, fd_limit: u64) -> Result<Params> {
             None | Some("thing") => true,
             Some("prefixed") => false,
             Some(other) => bail!("--client-ids {other}: expected thing or prefixed"),
+        },
+        existing_shadows: match a.map.get("fleet").map(String::as_str) {
+            None | Some("existing") => true,
+            Some("new") => false,
+            Some(other) => bail!("--fleet {other}: expected existing or new"),
         },
         durable: None,
     })

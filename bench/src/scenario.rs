@@ -109,6 +109,10 @@ pub struct Params {
     /// shadows: each device's client id is its thing name (AWS's recommendation, and what
     /// iotcore's thing affinity serves best); false: `<id_prefix>-d<i>`.
     pub thing_client_ids: bool,
+    /// shadows: every device's shadow exists before the devices connect (a fleet in its
+    /// steady state, written once through a separate connection); false: a new fleet, whose
+    /// shadows the measured updates create.
+    pub existing_shadows: bool,
     /// shadows: the broker's `[storage] durable`, when the harness set it (compare).
     pub durable: Option<bool>,
 }
@@ -140,6 +144,7 @@ impl Params {
                 "devices": self.devices,
                 "inflight_per_device": self.inflight,
                 "client_ids": if self.thing_client_ids { "thing" } else { "prefixed" },
+                "fleet": if self.existing_shadows { "existing" } else { "new" },
                 "durable": self.durable,
             }),
         };

@@ -565,7 +565,7 @@ async fn fill(o: &Options, addr: SocketAddr) -> Result<Fill> {
 }
 
 /// One fill connection: a QoS 1 update per thing, `window` unacknowledged at a time.
-async fn fill_one(
+pub(crate) async fn fill_one(
     c: &mut Client,
     things: &[usize],
     window: usize,

@@ -300,8 +300,18 @@ pub async fn run(p: &Params) -> Result<Value> {
     let hard_deadline =
         tokio::time::Instant::now() + p.warmup + p.duration + Duration::from_secs(60);
 
-    // Every device connected and subscribed before any request goes out.
     let setup = Instant::now();
+    if p.existing_shadows {
+        // A fleet in its steady state: each device's shadow exists before it connects (as
+        // after its first connection), written through one other connection.
+        let mut c = proto::connect(p.addr, &format!("{}-provision", p.id_prefix), ka, None)
+            .await
+            .context("provisioning connection")?;
+        let things: Vec<usize> = (0..n).collect();
+        let acked = AtomicU64::new(0);
+        crate::shadow_restart::fill_one(&mut c, &things, 100, p.payload, &acked).await?;
+    }
+    // Every device connected and subscribed before any request goes out.
     let next = Arc::new(AtomicUsize::new(0));
     let slots: Arc<Mutex<Vec<Option<Client>>>> =
         Arc::new(Mutex::new((0..n).map(|_| None).collect()));

@@ -141,7 +141,7 @@ impl Default for AdminConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     /// Number of shards (one thread and one io_uring each). Default 0: one per core.
@@ -152,14 +152,22 @@ pub struct ServerConfig {
     /// clients connect) and resident memory grows in 2 MiB steps (7.4 KiB per idle
     /// connection with them, 4.5 KiB without).
     pub transparent_huge_pages: bool,
-    /// Serve a client whose id is a valid thing name on the shard that owns that thing's
-    /// shadows (AWS recommends the thing name as client id): its shadow requests then never
-    /// cross between shards. Default false: clients that do not use shadows are placed by
-    /// their names too, and a few heavy publishers whose names hash alike then share a
-    /// core (4 publisher/subscriber pairs: 2.0–3.0M against 2.7–4.0M msgs/s). Turn it on
-    /// for fleets of shadow devices (p99 at 50,000 durable updates/s 3.7–4.5 against
-    /// 6.0–7.7 ms; bench/results, session 5).
+    /// Serve a client whose id names a thing that has a shadow on the shard that owns that
+    /// thing's shadows (AWS recommends the thing name as client id): its shadow requests
+    /// then never cross between shards (p99 at 50,000 durable updates/s 3.7–4.5 against
+    /// 6.0–7.7 ms; bench/results, session 5). Clients without a shadow are placed as any
+    /// other. Default true; false: connections stay where placed.
     pub thing_affinity: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            shards: 0,
+            transparent_huge_pages: false,
+            thing_affinity: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -9,7 +9,8 @@
 //! The slack keeps small setups as the kernel placed them: two or three connections are
 //! never moved (a publisher and its subscriber on one shard need no hop between shards).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::ids::ShardId;
 
@@ -21,16 +22,52 @@ use crate::ids::ShardId;
 /// nothing at that scale.
 pub const SLACK: usize = 2;
 
-/// Live connections per shard, shared by all shards.
+/// Bits in the set of things that have shadows: 2^20 (128 KiB), so a million things fill
+/// about 60% of it and as many other names look like things with shadows.
+const SHADOWED_BITS: usize = 1 << 20;
+
+/// Live connections per shard, and which things have shadows; shared by all shards.
 pub struct Placement {
     live: Box<[AtomicUsize]>,
+    /// A bit per hash of a thing name, set once the thing has a shadow (by its owner, when
+    /// it stores or recovers one) and never cleared: a deleted shadow's device still gets
+    /// thing affinity, which costs nothing. A set, not a map of names: a lookup at CONNECT
+    /// must not take a lock or hold a million strings.
+    shadowed: Box<[AtomicU64]>,
 }
 
 impl Placement {
     pub fn new(shards: usize) -> Placement {
         Placement {
             live: (0..shards.max(1)).map(|_| AtomicUsize::new(0)).collect(),
+            shadowed: (0..SHADOWED_BITS / 64).map(|_| AtomicU64::new(0)).collect(),
         }
+    }
+
+    /// The word and bit of `thing` in `shadowed`. SipHash with fixed keys, not the owner's
+    /// CRC-32: the owner's hash is the same for every name of one shard's things.
+    fn shadowed_bit(&self, thing: &str) -> Option<(&AtomicU64, u64)> {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        thing.hash(&mut h);
+        let bit = (h.finish() as usize) % SHADOWED_BITS;
+        Some((self.shadowed.get(bit / 64)?, 1u64 << (bit % 64)))
+    }
+
+    /// `thing` has a shadow now.
+    pub fn mark_shadowed(&self, thing: &str) {
+        if let Some((word, mask)) = self.shadowed_bit(thing) {
+            // Almost always set already (every update of a thing calls this): a load first
+            // keeps the cache line shared between the shards.
+            if word.load(Ordering::Relaxed) & mask == 0 {
+                word.fetch_or(mask, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Whether `thing` has (or had) a shadow; a few other names answer yes too.
+    pub fn is_shadowed(&self, thing: &str) -> bool {
+        self.shadowed_bit(thing)
+            .is_some_and(|(word, mask)| word.load(Ordering::Relaxed) & mask != 0)
     }
 
     /// The shard to serve a connection `here` accepted, counted for it already (the
@@ -197,6 +234,22 @@ mod tests {
             p.leave(ShardId(0));
         }
         assert_eq!(p.loads(), vec![33, 66]);
+    }
+
+    #[test]
+    fn things_with_shadows_are_remembered() {
+        let p = Placement::new(2);
+        assert!(!p.is_shadowed("sensor-1"));
+        p.mark_shadowed("sensor-1");
+        p.mark_shadowed("sensor-1");
+        assert!(p.is_shadowed("sensor-1"));
+        let others = (0..1000)
+            .filter(|i| p.is_shadowed(&format!("sensor-{i}-x")))
+            .count();
+        assert_eq!(
+            others, 0,
+            "one bit in 2^20 set: no false positives among 1,000"
+        );
     }
 
     #[test]

@@ -39,13 +39,19 @@ impl Handover {
 }
 
 /// The shard to hand this client to, if it is not this one: the owner of the thing named
-/// like the client, when affinity is on, the name could be a thing's, and the owner is not
-/// too far above the least loaded shard (then it is counted for it already).
+/// like the client, when affinity is on, that thing has a shadow, and the owner is not too
+/// far above the least loaded shard (then it is counted for it already).
+///
+/// Only things with shadows: a client that never uses one gains nothing on the owner's
+/// shard, and placing every thing-named client by its name put 4 publishers on one shard
+/// and their 4 subscribers on the other (bench/results, session 5).
 pub fn owner_for(shard: &Shard, client_id: &str) -> Option<ShardId> {
     if !shard.config.server.thing_affinity || shard.shard_count < 2 {
         return None;
     }
-    if iotcore_core::shadow::ThingName::check(client_id).is_err() {
+    if iotcore_core::shadow::ThingName::check(client_id).is_err()
+        || !shard.placement.is_shadowed(client_id)
+    {
         return None;
     }
     let owner = crate::shadow::owner_of_name(client_id, shard.shard_count);

@@ -104,6 +104,14 @@ impl ShadowStore {
         self.slots.len()
     }
 
+    /// The things that have a shadow (once per shadow: a thing with named ones repeats).
+    pub fn things(&self) -> impl Iterator<Item = &iotcore_core::shadow::ThingName> {
+        self.slots
+            .iter()
+            .filter(|(_, s)| s.shadow.is_some())
+            .map(|(k, _)| &k.thing)
+    }
+
     /// The slot of a shadow: an empty one (no shadow, version 0) if it never existed.
     pub fn slot(&self, key: &ShadowKey) -> Option<&ShadowSlot> {
         self.slots.get(key)

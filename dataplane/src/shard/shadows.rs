@@ -62,6 +62,11 @@ impl Shard {
                 return;
             };
             crate::metrics::bump(&self.metrics.shadow_requests_total, 1);
+            if req.op == crate::shadow::topics::ShadowOp::Update {
+                // The device of this thing gets thing affinity from its next CONNECT on (a
+                // rejected update marks it too, which costs nothing).
+                self.placement.mark_shadowed(req.key.thing.as_str());
+            }
             let outputs = service.handle(req, now_secs());
             if service.needs_commit() {
                 self.shadow_commit.notify();
@@ -131,6 +136,9 @@ impl Shard {
 
     /// Installs the shard's shadow service (opened by the server at start-up).
     pub fn set_shadow_service(&self, service: ShadowService) {
+        for thing in service.store.things() {
+            self.placement.mark_shadowed(thing.as_str());
+        }
         *self.shadows.borrow_mut() = Some(service);
     }
 }
