@@ -98,12 +98,12 @@ impl Placement {
     /// `from` until that shard lets it go).
     ///
     /// Taken if, once moved, the owner stays within `place`'s slack of the least loaded
-    /// shard, or within a third above its fair share of all connections. The slack alone
+    /// shard, or within half above its fair share of all connections. The slack alone
     /// refused up to half of 100 devices connecting 64 at a time (the counts swing while
-    /// they connect), a fifth still a quarter of them in some runs; the share alone would
-    /// let 4 publishers and their 4 subscribers whose names hash alike crowd onto one
-    /// shard. Thing names hash evenly, so at scale the share is never the limit; names
-    /// chosen to collide get at most two thirds of 2 shards.
+    /// they connect), a fifth over the share a quarter of them, a third still 2–10% in
+    /// some runs (15–104k mesh messages per run at 50k updates/s; with half, ~600). Only
+    /// devices whose things have shadows move, and their owner does their shadow work
+    /// anyway; names that collide get at most three quarters of 2 shards.
     pub fn claim_for_owner(&self, from: ShardId, owner: ShardId) -> bool {
         let mut loads: Vec<usize> = self
             .live
@@ -124,7 +124,7 @@ impl Placement {
                 *l = n + 1;
             }
             let least = loads.iter().copied().min().unwrap_or(0);
-            n < least + SLACK.max(least / 32) || (n + 1) * shards * 3 <= total * 4
+            n < least + SLACK.max(least / 32) || (n + 1) * shards * 2 <= total * 3
         };
         count
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
@@ -204,15 +204,15 @@ mod tests {
             p.leave(ShardId(0));
             moved += 1;
         }
-        // 1 and 2 against 0 fit the slack; 3 against 0 does not, nor is it within a third
-        // over a fair share of 3.
+        // 1 and 2 against 0 fit the slack; 3 against 0 does not, nor is it within half over
+        // a fair share of 3.
         assert_eq!(moved, 2, "{:?}", p.loads());
         assert!(!p.claim_for_owner(ShardId(0), ShardId(7)), "no such shard");
     }
 
     #[test]
     fn a_few_clients_whose_names_collide_do_not_crowd_one_shard() {
-        // 4 publishers and 4 subscribers accepted 4 and 4, all named for shard 1.
+        // 8 devices accepted 4 and 4, all named for shard 1: at most 6 of 8 there.
         let p = Placement::new(2);
         p.live[0].store(4, Ordering::Relaxed);
         p.live[1].store(4, Ordering::Relaxed);
@@ -221,19 +221,19 @@ mod tests {
             p.leave(ShardId(0));
             moved += 1;
         }
-        assert_eq!(p.loads(), vec![3, 5], "moved {moved}");
+        assert_eq!(p.loads(), vec![2, 6], "moved {moved}");
     }
 
     #[test]
-    fn an_owner_may_grow_to_a_third_over_its_fair_share() {
-        // 99 connections accepted by shard 0, all named for shard 1: shard 1 may take them
-        // until it holds 66 of the 99 (a third over its share of 49.5), not 67.
+    fn an_owner_may_grow_to_half_over_its_fair_share() {
+        // 100 connections accepted by shard 0, all named for shard 1: shard 1 may take them
+        // until it holds 75 of the 100 (half over its share of 50), not 76.
         let p = Placement::new(2);
-        p.live[0].store(99, Ordering::Relaxed);
+        p.live[0].store(100, Ordering::Relaxed);
         while p.claim_for_owner(ShardId(0), ShardId(1)) {
             p.leave(ShardId(0));
         }
-        assert_eq!(p.loads(), vec![33, 66]);
+        assert_eq!(p.loads(), vec![25, 75]);
     }
 
     #[test]

@@ -149,3 +149,17 @@ def test_affinity_off(broker_factory, uid):
     finally:
         for c in clients:
             c.close()
+
+
+def test_names_that_all_hash_alike_do_not_crowd_one_shard(broker, client_factory, uid):
+    """Twelve devices named for shard 0: placement lets the owner take them only while it
+    stays near the other shard or within half over its fair share."""
+    names = []
+    i = 0
+    while len(names) < 12:
+        if owner(f"{uid}-x{i}") == 0:
+            names.append(f"{uid}-x{i}")
+        i += 1
+    on = [shard_of(client_factory(client_id=n).connack_props) for n in with_shadows(broker, names)]
+    assert on.count(0) <= 9, on  # three quarters of 12
+    assert on.count(0) >= 7, on  # more than placement alone would put there
