@@ -252,6 +252,20 @@ impl Active {
             meta,
         }
     }
+
+    /// Shortens the file to its last record, dropping the zeros written ahead; `true` if
+    /// there were any (the new length is not synced yet).
+    fn cut_zero_tail(&mut self) -> Result<bool, LogError> {
+        if self.zeroed_to <= self.meta.len {
+            return Ok(false);
+        }
+        self.file
+            .file
+            .set_len(self.meta.len)
+            .map_err(LogError::io("truncate", &self.meta.path))?;
+        self.zeroed_to = self.meta.len;
+        Ok(true)
+    }
 }
 
 /// How far past the records a segment file is zero-filled, in bytes.
@@ -490,13 +504,8 @@ impl Log {
     /// Closes the current segment (durably) and starts one at `base`. A closed segment ends
     /// at its last record: its zero-filled tail is cut.
     fn roll(&mut self, base: Lsn) -> Result<(), LogError> {
+        self.active.cut_zero_tail()?;
         let current = &self.active.file;
-        if self.active.zeroed_to > self.active.meta.len {
-            current
-                .file
-                .set_len(self.active.meta.len)
-                .map_err(LogError::io("truncate", &current.path))?;
-        }
         current
             .file
             .sync_data()
@@ -542,16 +551,13 @@ impl Log {
     /// write zero-fills again).
     pub fn sync_and_trim(&mut self) -> Result<Lsn, LogError> {
         self.flush()?;
-        let active = &mut self.active;
-        if active.zeroed_to > active.meta.len {
-            let cut = active.file.file.set_len(active.meta.len);
-            self.shared
-                .poison(cut.map_err(LogError::io("truncate", &active.meta.path)))?;
-            active.zeroed_to = active.meta.len;
-            // The new length must reach the disk even if every record already has.
-            let synced = active.file.file.sync_data();
-            self.shared
-                .poison(synced.map_err(LogError::io("fdatasync", &active.meta.path)))?;
+        let cut = self.active.cut_zero_tail();
+        if self.shared.poison(cut)? {
+            // The new length must reach the disk even if every record already has: one
+            // fdatasync for both, where `sync` would skip it.
+            let handle = self.sync_handle();
+            let synced = handle.segment.file.sync_data();
+            return handle.synced(synced);
         }
         self.sync_handle().sync()
     }

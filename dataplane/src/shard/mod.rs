@@ -390,24 +390,24 @@ impl Shard {
             ShardMsg::Reply { id, reply } => self.replies.complete(id, reply),
             ShardMsg::PubAck(to) => self.send_puback(to),
             ShardMsg::Adopt(accepted) => {
-                let stream = accepted.bind_to_executor();
-                if self.shutting_down.get() {
-                    // Closed by the drop; the count taken for it is given back.
-                    self.placement.leave(self.id);
-                    return;
-                }
-                let serve = crate::connection::serve(self.clone(), stream, BytesMut::new());
-                glommio::spawn_local(serve).detach();
+                self.serve_handed_over(accepted.bind_to_executor(), BytesMut::new());
             }
             ShardMsg::Handover(handover) => {
                 let (stream, read) = handover.into_parts();
-                if self.shutting_down.get() {
-                    self.placement.leave(self.id);
-                    return;
-                }
-                glommio::spawn_local(crate::connection::serve(self.clone(), stream, read)).detach();
+                self.serve_handed_over(stream, read);
             }
         }
+    }
+
+    /// Serves a connection another shard counted for this one (`Adopt`, `Handover`), with
+    /// the bytes already read from it.
+    fn serve_handed_over(self: &Rc<Self>, stream: glommio::net::TcpStream, read: BytesMut) {
+        if self.shutting_down.get() {
+            // Closed by the drop; the count taken for it is given back.
+            self.placement.leave(self.id);
+            return;
+        }
+        glommio::spawn_local(crate::connection::serve(self.clone(), stream, read)).detach();
     }
 
     fn reply(&self, to: ReplyTo, reply: Reply) {
