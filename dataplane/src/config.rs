@@ -158,6 +158,11 @@ pub struct ServerConfig {
     /// 6.0–7.7 ms; bench/results, session 5). Clients without a shadow are placed as any
     /// other. Default true; false: connections stay where placed.
     pub thing_affinity: bool,
+    /// A connection with no traffic either way for this long parks: it keeps its socket and
+    /// session but no tasks, stream or armed poll until something arrives or is to be sent
+    /// (`connection/park.rs`; 2.5 → 1.x KiB per idle connection, bench/results, session 6).
+    /// Waking costs a few microseconds. Default 500; 0: never park.
+    pub park_idle_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -166,6 +171,7 @@ impl Default for ServerConfig {
             shards: 0,
             transparent_huge_pages: false,
             thing_affinity: true,
+            park_idle_ms: 500,
         }
     }
 }

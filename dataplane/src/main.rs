@@ -3,6 +3,8 @@
 //! from loopback only).
 
 mod admin;
+#[cfg(feature = "alloc-census")]
+mod census;
 mod config;
 mod connection;
 mod directory;
@@ -33,8 +35,13 @@ use tracing_subscriber::EnvFilter;
 /// mimalloc: per-thread heaps. With glibc's malloc, a message allocated on one shard and
 /// freed on another (every cross-shard delivery) contends on the arena locks; profiles of
 /// the shadow benchmark showed 23% of the broker's time waiting there.
+#[cfg(not(feature = "alloc-census"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[cfg(feature = "alloc-census")]
+#[global_allocator]
+static ALLOCATOR: census::Census<mimalloc::MiMalloc> = census::Census::new(mimalloc::MiMalloc);
 
 const USAGE: &str = "usage: iotcore [serve] [--config FILE]
 
@@ -46,6 +53,8 @@ const USAGE: &str = "usage: iotcore [serve] [--config FILE]
 Logging: RUST_LOG (default: info), e.g. RUST_LOG=iotcore_dataplane=debug";
 
 fn main() -> ExitCode {
+    #[cfg(feature = "alloc-census")]
+    census::start_writer();
     let mut config_path: Option<PathBuf> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {

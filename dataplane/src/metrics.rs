@@ -67,12 +67,15 @@ metrics! {
         slow_consumer_disconnects_total: "Connections closed for not reading.",
         connections_handed_over_total: "Connections accepted here and served by a shard with fewer (placement).",
         connections_to_thing_owner_total: "Connections handed after CONNECT to the shard owning the thing named like the client.",
+        connections_parked_total: "Times an idle connection parked.",
+        connections_unparked_total: "Times a parked connection came back (traffic, something to send, or a kill).",
         shadow_requests_total: "Shadow requests (get, update, delete) applied by this shard as the thing's owner.",
         log_commits_total: "Group commits of this shard's logs (each an fsync when storage.durable).",
         log_committed_records_total: "Log records those commits covered (per commit: the group size).",
     }
     gauges {
         connections: "Live connections.",
+        parked_connections: "Live connections parked for being idle (no tasks, socket in epoll).",
         sessions: "Sessions held (online and offline).",
         subscriptions: "Subscriptions in the shard's tries.",
         retained_messages: "Retained messages (every shard holds a replica).",

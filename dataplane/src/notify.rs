@@ -20,6 +20,17 @@ impl Notify {
         }
     }
 
+    /// For when no task waits (a parked connection, `connection/park.rs`): `waker` is woken
+    /// by the next notification, or at once if one is pending. The notification stays
+    /// pending for the next wait either way.
+    pub fn call_on_notify(&self, waker: Waker) {
+        if self.flag.get() {
+            waker.wake();
+        } else {
+            self.waker.set(Some(waker));
+        }
+    }
+
     /// Completes once `notify` has been called since the last completed wait.
     pub fn notified(&self) -> Notified<'_> {
         Notified(self)

@@ -242,6 +242,7 @@ async fn run_shard(
     let (sessions, recovered) = crate::storage::open_sessions(&config, id)?;
     shard.restore_sessions(sessions, recovered).await;
     shard.start_shadow_commits();
+    connection::start_parking(&shard);
     // Every shard recovers before any listens: with SO_REUSEPORT the kernel spreads
     // connections only over the sockets bound so far, so early clients would all land on
     // the quickest shard.
@@ -303,6 +304,7 @@ async fn run_shard(
             shard.clock.set(Instant::now());
             shard.expire_handshakes();
             shard.expire_keep_alives();
+            shard.ask_idle_to_park();
             shard.expire_held();
             glommio::timer::sleep(HOUSEKEEPING_INTERVAL).await;
         }

@@ -43,6 +43,7 @@ SECTION = {
     "shards": "server",
     "transparent_huge_pages": "server",
     "thing_affinity": "server",
+    "park_idle_ms": "server",
     "bind": "mqtt",
     "allow_anonymous": "auth",
     "data_dir": "storage",

@@ -86,7 +86,7 @@ pub fn hand_over(shard: &Rc<Shard>, owner: ShardId, reader: Half, writer: Half, 
 }
 
 /// A new descriptor for the stream's socket.
-fn duplicate(stream: &TcpStream) -> std::io::Result<OwnedFd> {
+pub(crate) fn duplicate(stream: &TcpStream) -> std::io::Result<OwnedFd> {
     // SAFETY: the descriptor is open for as long as `stream` lives, which outlasts this
     // borrow; `try_clone_to_owned` makes an independent descriptor (F_DUPFD_CLOEXEC).
     #[allow(unsafe_code)]

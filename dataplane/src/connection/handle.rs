@@ -81,6 +81,19 @@ pub struct ConnHandle {
     pub last_read: Cell<Instant>,
     /// 1.5 times the keep-alive; zero: none.
     pub keep_alive: Cell<Duration>,
+    /// A read or a write happened since the idle sweep last looked (`connection/park.rs`).
+    pub active: Cell<bool>,
+    /// The idle sweep asks the reader to park the connection (sent with `kill_wake`).
+    pub park_asked: Cell<bool>,
+    /// The reader parks the connection: the writer stops once nothing is left to write.
+    pub stop_writer: Cell<bool>,
+    /// The writer is in a write call.
+    pub writing: Cell<bool>,
+    /// The reader is done (`Kill::Closing` was pulled, whatever the first reason): the
+    /// writer stops once it has written what is pending. Not on any kill: the reader may
+    /// still have a goodbye to queue (a DISCONNECT with the reason), and a writer started
+    /// after the kill (a parked connection brought back by it) runs before the reader.
+    closing: Cell<bool>,
 }
 
 impl ConnHandle {
@@ -110,6 +123,11 @@ impl ConnHandle {
             session_key: Cell::new(None),
             last_read: Cell::new(Instant::now()),
             keep_alive: Cell::new(Duration::ZERO),
+            active: Cell::new(false),
+            park_asked: Cell::new(false),
+            stop_writer: Cell::new(false),
+            writing: Cell::new(false),
+            closing: Cell::new(false),
         }
     }
 
@@ -117,10 +135,18 @@ impl ConnHandle {
         self.kill.get()
     }
 
+    /// The reader is done with the connection: see `closing`.
+    pub fn closing(&self) -> bool {
+        self.closing.get()
+    }
+
     /// Asks the connection's tasks to close; the first reason wins.
     pub fn kill(&self, why: Kill) {
         if self.kill.get().is_none() {
             self.kill.set(Some(why));
+        }
+        if why == Kill::Closing {
+            self.closing.set(true);
         }
         self.kill_wake.notify();
         self.writer_wake.notify();
@@ -234,6 +260,12 @@ impl ConnHandle {
             return Some((alias, false));
         }
         None
+    }
+
+    /// Nothing to write and nothing being written: the connection may park once its
+    /// reader is between packets.
+    pub fn quiet(&self) -> bool {
+        !self.has_pending() && !self.writing.get() && self.kill.get().is_none()
     }
 
     pub fn has_pending(&self) -> bool {

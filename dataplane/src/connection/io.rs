@@ -57,6 +57,11 @@ impl AsyncWrite for Half {
 }
 
 impl Half {
+    /// Another half of the same stream (for a writer started again).
+    pub fn another(&self) -> Half {
+        Half(self.0.clone())
+    }
+
     /// The stream, once its other half is gone.
     pub fn into_stream(self) -> Option<TcpStream> {
         Rc::try_unwrap(self.0).ok().map(RefCell::into_inner)

@@ -7,6 +7,7 @@ mod connect;
 pub mod handle;
 mod io;
 mod packets;
+pub mod park;
 mod writer;
 
 use std::collections::HashMap;
@@ -74,8 +75,8 @@ enum Step {
     End(End),
 }
 
-/// Counts a live connection for the shard until dropped.
-struct LiveGuard(Rc<Shard>);
+/// Counts a live connection for the shard until dropped (parked ones stay counted).
+pub(crate) struct LiveGuard(Rc<Shard>);
 
 impl Drop for LiveGuard {
     fn drop(&mut self) {
@@ -120,12 +121,126 @@ pub fn serve(
     let live_guard = LiveGuard(shard.clone());
     let handshake = Box::pin(handshake(shard, stream, read));
     async move {
-        let _live = live_guard;
-        let Some(mut live) = handshake.await else {
+        let Some(live) = handshake.await else {
+            drop(live_guard);
             return;
         };
-        live.run().await;
+        serve_live(live, live_guard).await;
     }
+}
+
+/// Serves a connection after CONNACK until it ends or parks.
+async fn serve_live(mut live: Live, guard: LiveGuard) {
+    let shard = &live.connection.shard;
+    shard.parking.watch(live.connection.conn_id);
+    if live.run().await {
+        park(live, guard);
+    }
+}
+
+/// Puts an idle connection to rest (`park.rs`): its tasks end, its socket waits in the
+/// shard's epoll instance. Where that fails it goes on as before.
+fn park(live: Live, guard: LiveGuard) {
+    let Live {
+        connection,
+        reader,
+        session_identifier,
+        ..
+    } = live;
+    let shard = connection.shard.clone();
+    // The writer has ended, so the reader's half is the stream's only owner.
+    let Some(stream) = reader.into_stream() else {
+        tracing::warn!("a connection to park still shares its stream; it stays awake");
+        return;
+    };
+    let socket = match affinity::duplicate(&stream) {
+        Ok(fd) => fd,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot park a connection");
+            resume(connection, session_identifier, stream, guard);
+            return;
+        }
+    };
+    // Closes the original descriptor and cancels the stream's armed poll.
+    drop(stream);
+    let resting = park::Resting {
+        connection,
+        session_identifier,
+        socket,
+        guard,
+    };
+    match shard.parking.park(resting) {
+        Ok(()) => bump(&shard.metrics.connections_parked_total, 1),
+        Err(resting) => {
+            let park::Resting {
+                connection,
+                session_identifier,
+                socket,
+                guard,
+            } = *resting;
+            resume(
+                connection,
+                session_identifier,
+                park::into_stream(socket),
+                guard,
+            );
+        }
+    }
+}
+
+/// Serves a connection again from its socket, with new tasks.
+fn resume(connection: Connection, session_identifier: String, stream: TcpStream, guard: LiveGuard) {
+    let shard = connection.shard.clone();
+    let (reader, writer_half) = io::split(stream);
+    let writer_task = glommio::spawn_local(writer::run(
+        shard.clone(),
+        connection.conn.clone(),
+        writer_half,
+    ));
+    let live = Live {
+        // CONNECT is behind it: the version is known, and another CONNECT is an error.
+        decoder: Decoder::with_version(connection.version, shard.config.limits.max_packet_bytes),
+        connection,
+        reader,
+        buf: BytesMut::new(),
+        writer_task,
+        session_identifier,
+    };
+    glommio::spawn_local(serve_live(live, guard)).detach();
+}
+
+/// Starts the shard's task that brings parked connections back (`park.rs`).
+pub fn start_parking(shard: &Rc<Shard>) {
+    if !shard.parking.enabled() {
+        return;
+    }
+    shard.parking.adopt_thread();
+    let shard = shard.clone();
+    glommio::spawn_local(async move {
+        let mut ids = Vec::new();
+        loop {
+            shard.parking.wait_for_wakes(&mut ids).await;
+            for id in ids.drain(..) {
+                let Some(resting) = shard.parking.unpark(id) else {
+                    continue; // woken twice, or not parked
+                };
+                bump(&shard.metrics.connections_unparked_total, 1);
+                let park::Resting {
+                    connection,
+                    session_identifier,
+                    socket,
+                    guard,
+                } = *resting;
+                resume(
+                    connection,
+                    session_identifier,
+                    park::into_stream(socket),
+                    guard,
+                );
+            }
+        }
+    })
+    .detach();
 }
 
 /// An accepted connection after CONNACK: what its task holds while the client is connected.
@@ -265,14 +380,37 @@ async fn handshake(shard: Rc<Shard>, stream: TcpStream, mut buf: BytesMut) -> Op
     })
 }
 
+/// How a read loop stopped.
+enum ReadExit {
+    End(End),
+    /// The connection was asked to park and is between packets with nothing to write.
+    Park,
+}
+
 impl Live {
+    /// Serves the connection until it ends (`false`) or may park (`true`: its writer has
+    /// stopped, nothing is left to write and no packet is half read).
+    ///
     /// Borrows rather than consumes `self`: a moved-in `Live` would be held twice in the
     /// task's state (the argument's slot and the locals taken out of it).
-    async fn run(&mut self) {
-        let end = self
-            .connection
-            .read_loop(&mut self.reader, &mut self.buf, &mut self.decoder)
-            .await;
+    async fn run(&mut self) -> bool {
+        let end = loop {
+            match self
+                .connection
+                .read_loop(&mut self.reader, &mut self.buf, &mut self.decoder)
+                .await
+            {
+                ReadExit::End(end) => break end,
+                ReadExit::Park => {
+                    if Box::pin(self.stop_writer()).await {
+                        return true;
+                    }
+                    // Something came up meanwhile: looked at again later.
+                    let connection = &self.connection;
+                    connection.shard.parking.watch(connection.conn_id);
+                }
+            }
+        };
         self.buf = BytesMut::new();
         let connection = &self.connection;
         tracing::debug!(client_id = %connection.client_id, ?end, "connection ended");
@@ -299,6 +437,39 @@ impl Live {
             |who| events::disconnected(who, end.lifecycle_reason()),
             &self.session_identifier,
         );
+        false
+    }
+
+    /// Stops the writer so the connection can park. `false` when it cannot after all: it
+    /// was killed meanwhile, or got something to write (then a writer runs again).
+    async fn stop_writer(&mut self) -> bool {
+        let conn = self.connection.conn.clone();
+        conn.stop_writer.set(true);
+        conn.writer_wake.notify();
+        let stopped = futures_lite::future::or(
+            async {
+                (&mut self.writer_task).await;
+                true
+            },
+            async {
+                conn.kill_wake.notified().await;
+                false
+            },
+        )
+        .await;
+        conn.stop_writer.set(false);
+        if !stopped {
+            // Killed: the read loop ends on it, the writer still running.
+            conn.kill_wake.notify();
+            return false;
+        }
+        if conn.quiet() && self.buf.is_empty() {
+            return true;
+        }
+        // A finished task must not be awaited again: a new writer takes its place.
+        let shard = self.connection.shard.clone();
+        self.writer_task = glommio::spawn_local(writer::run(shard, conn, self.reader.another()));
+        false
     }
 }
 
@@ -442,7 +613,7 @@ impl Connection {
         reader: &mut io::Half,
         buf: &mut BytesMut,
         decoder: &mut Decoder,
-    ) -> End {
+    ) -> ReadExit {
         enum Wake {
             Read(std::io::Result<usize>),
             Killed,
@@ -459,21 +630,21 @@ impl Connection {
                         if handled == PACKETS_PER_TURN {
                             handled = 0;
                             if let Err(end) = self.give_turn().await {
-                                return end;
+                                return ReadExit::End(end);
                             }
                         }
                     }
                     Step::Later(later) => {
                         if let Err(end) = Box::pin(self.finish(later)).await {
-                            return end;
+                            return ReadExit::End(end);
                         }
                     }
                     Step::Drained => break,
-                    Step::End(end) => return end,
+                    Step::End(end) => return ReadExit::End(end),
                 }
             }
             if let Err(end) = self.give_turn().await {
-                return end;
+                return ReadExit::End(end);
             }
             let wake = futures_lite::future::or(
                 async { Wake::Read(reader.read_into(&self.shard.read_scratch, buf).await) },
@@ -484,16 +655,23 @@ impl Connection {
             )
             .await;
             match wake {
-                Wake::Read(Ok(0)) | Wake::Read(Err(_)) => return End::Lost,
+                Wake::Read(Ok(0)) | Wake::Read(Err(_)) => return ReadExit::End(End::Lost),
                 Wake::Read(Ok(n)) => {
                     let now = Instant::now();
                     self.conn.last_read.set(now);
+                    self.conn.active.set(true);
                     self.shard.clock.set(now);
                     bump(&self.shard.metrics.bytes_in_total, n as u64);
                 }
                 Wake::Killed => {
                     if let Some(kill) = self.conn.killed() {
-                        return End::Killed(kill);
+                        return ReadExit::End(End::Killed(kill));
+                    }
+                    if self.conn.park_asked.replace(false) {
+                        if buf.is_empty() && self.conn.quiet() {
+                            return ReadExit::Park;
+                        }
+                        self.shard.parking.watch(self.conn_id);
                     }
                 }
             }

@@ -14,18 +14,27 @@ use crate::shard::Shard;
 /// A write buffer bigger than this is freed when nothing else is waiting to be written.
 const SPARE_KEEP_BYTES: usize = 4096;
 
-/// Runs until the connection is killed (after draining what is pending) or the socket fails.
+/// Runs until the reader closes the connection (after draining what is pending), the
+/// connection parks (`park.rs`), or the socket fails.
 pub async fn run(shard: Rc<Shard>, conn: Rc<ConnHandle>, mut socket: Half) {
     let mut spare = BytesMut::new();
     loop {
         if !conn.take_pending(&mut spare) {
-            if conn.killed().is_some() {
+            if conn.closing() {
                 break;
+            }
+            if conn.stop_writer.get() {
+                // The reader parks the connection (`park.rs`); the socket stays open.
+                return;
             }
             conn.writer_wake.notified().await;
             continue;
         }
-        if socket.write_all(&spare).await.is_err() {
+        conn.writing.set(true);
+        let written = socket.write_all(&spare).await;
+        conn.writing.set(false);
+        conn.active.set(true);
+        if written.is_err() {
             conn.kill(Kill::WriteFailed);
             return;
         }

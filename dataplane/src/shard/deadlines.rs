@@ -77,6 +77,29 @@ impl Shard {
         }
     }
 
+    /// Asks the connections quiet since the last look to park (`connection/park.rs`); the
+    /// others are looked at again one interval later.
+    pub fn ask_idle_to_park(&self) {
+        if !self.parking.enabled() {
+            return;
+        }
+        let mut due = Vec::new();
+        self.parking
+            .take_due_watches(std::time::Instant::now(), &mut due);
+        let conns = self.connections.borrow();
+        for id in due {
+            let Some(conn) = conns.get(&id) else {
+                continue; // gone
+            };
+            if conn.active.replace(false) {
+                self.parking.watch(id);
+            } else {
+                conn.park_asked.set(true);
+                conn.kill_wake.notify();
+            }
+        }
+    }
+
     /// Entries of ended connections stay in the heap until their time comes, which is up
     /// to 1.5 × 1200 s away: under connection churn the heap would grow without bound, so
     /// once it holds more than twice the live connections it is rebuilt from the live ones.

@@ -139,6 +139,8 @@ pub struct Shard {
     handshakes: RefCell<std::collections::VecDeque<(std::time::Instant, Rc<Notify>)>>,
     /// When to look at a connection's keep-alive next, by connection id (earliest first).
     keep_alives: RefCell<BinaryHeap<Reverse<(std::time::Instant, u64)>>>,
+    /// Idle connections at rest, and the watch that finds them (`connection/park.rs`).
+    pub parking: crate::connection::park::Parking,
 }
 
 /// Messages for one peer, already cut into batches of at most `MAX_BATCH`: taking a batch
@@ -193,6 +195,7 @@ impl Shard {
         placement: Arc<crate::placement::Placement>,
         backlogs: Arc<crate::flow::Backlogs>,
     ) -> Rc<Shard> {
+        let parking = crate::connection::park::Parking::new(config.server.park_idle_ms);
         Rc::new(Shard {
             id,
             shard_count,
@@ -233,6 +236,7 @@ impl Shard {
             clock: Cell::new(std::time::Instant::now()),
             handshakes: RefCell::default(),
             keep_alives: RefCell::default(),
+            parking,
         })
     }
 
@@ -446,6 +450,7 @@ impl Shard {
         let st = self.state.borrow();
         let gauges = Gauges {
             connections: self.connections.borrow().len() as u64,
+            parked_connections: self.parking.len() as u64,
             sessions: st.sessions.len() as u64,
             subscriptions: (st.subs.len() + st.shared_subs.len()) as u64,
             retained_messages: st.retained.len() as u64,

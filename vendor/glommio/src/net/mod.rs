@@ -117,3 +117,11 @@ pub use self::{
     udp_socket::UdpSocket,
     unix::{AcceptedUnixStream, UnixDatagram, UnixListener, UnixStream},
 };
+
+/// iotcore patch: waits until `fd` is readable, by an armed poll and without reading from
+/// it (every stream type here tries a `recv` first, which fails on a descriptor that is not
+/// a socket, such as an epoll instance). The descriptor must stay open until this returns.
+pub async fn wait_readable(fd: RawFd) -> io::Result<()> {
+    let source = crate::executor().reactor().poll_read_ready(fd);
+    source.collect_rw().await.map(|_| ())
+}

@@ -1,0 +1,277 @@
+//! Parked connections: a connection quiet in both directions for `[server] park_idle_ms`
+//! gives up its two tasks, its glommio stream and that stream's armed read poll, and waits
+//! as a bare socket in the shard's epoll instance plus the little state its session needs
+//! (`Resting`). Any of three things brings it back, as new tasks running the same code:
+//! bytes (or a hang-up) on the socket, something to send to it, or a kill (take-over,
+//! keep-alive, shutdown). Erlang brokers do the same with process hibernation (EMQX
+//! `hibernate_after`); Mosquitto needs no such thing, as it keeps no task per client.
+//!
+//! Why: an idle connection cost 2.5 KiB of broker memory, of which the tasks, the stream
+//! and its poll were over half (bench/results, session 6).
+//!
+//! Who parks: the housekeeping task (`Shard::ask_idle_to_park`) looks at each unparked
+//! connection once per `park_idle_ms`; one with no read and no write since the last look is
+//! asked to park (`ConnHandle::park_asked` and its kill wake-up). Its reader parks only
+//! between packets, with nothing waiting to be written and the writer not writing; else it
+//! goes on and is looked at again later.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::rc::Rc;
+use std::task::{RawWaker, RawWakerVTable, Waker};
+use std::time::{Duration, Instant};
+
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
+
+use super::{Connection, LiveGuard};
+use crate::notify::Notify;
+
+/// What a parked connection keeps.
+pub(crate) struct Resting {
+    pub connection: Connection,
+    pub session_identifier: String,
+    pub socket: OwnedFd,
+    /// Keeps the connection counted as live, so shutdown waits for its goodbye.
+    pub guard: LiveGuard,
+}
+
+/// Connection ids to bring back, filled by the wakers of parked connections.
+#[derive(Default)]
+struct Due {
+    ids: RefCell<Vec<u64>>,
+    wake: Notify,
+}
+
+thread_local! {
+    /// The `Due` of the shard running on this thread (one shard per thread), for wakers that
+    /// carry nothing but a connection id.
+    static DUE: RefCell<Option<Rc<Due>>> = const { RefCell::new(None) };
+}
+
+pub struct Parking {
+    /// `None` when parking is off (`park_idle_ms = 0`) or epoll could not be had.
+    epoll: Option<Epoll>,
+    idle_after: Duration,
+    resting: RefCell<HashMap<u64, Box<Resting>>>,
+    /// Unparked connections and when to look at each next, in that order (the interval is
+    /// the same for all).
+    watch: RefCell<VecDeque<(Instant, u64)>>,
+    due: Rc<Due>,
+}
+
+impl Parking {
+    pub fn new(idle_ms: u64) -> Parking {
+        let epoll = if idle_ms == 0 {
+            None
+        } else {
+            match Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC) {
+                Ok(e) => Some(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no epoll instance: idle connections will not park");
+                    None
+                }
+            }
+        };
+        Parking {
+            epoll,
+            idle_after: Duration::from_millis(idle_ms),
+            resting: RefCell::default(),
+            watch: RefCell::default(),
+            due: Rc::default(),
+        }
+    }
+
+    /// Points the revive wakers of this thread at this shard's list. Called on the shard's
+    /// thread before any connection parks.
+    pub fn adopt_thread(&self) {
+        DUE.with(|d| *d.borrow_mut() = Some(self.due.clone()));
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.epoll.is_some()
+    }
+
+    /// Parked connections now.
+    pub fn len(&self) -> usize {
+        self.resting.borrow().len()
+    }
+
+    /// Starts looking at an unparked connection's activity.
+    pub fn watch(&self, conn_id: u64) {
+        if self.enabled() {
+            self.watch
+                .borrow_mut()
+                .push_back((Instant::now() + self.idle_after, conn_id));
+        }
+    }
+
+    /// The watched connections whose turn came, taken off the watch.
+    pub fn take_due_watches(&self, now: Instant, into: &mut Vec<u64>) {
+        let mut watch = self.watch.borrow_mut();
+        while let Some(&(at, id)) = watch.front() {
+            if at > now {
+                break;
+            }
+            watch.pop_front();
+            into.push(id);
+        }
+    }
+
+    /// Puts a connection to rest: its socket goes into the epoll instance (one-shot, so it
+    /// reports once) and its wake-ups are pointed at the shard's revive list. `Err` gives
+    /// the connection back when it cannot park.
+    pub(crate) fn park(&self, resting: Resting) -> Result<(), Box<Resting>> {
+        let resting = Box::new(resting);
+        let Some(epoll) = &self.epoll else {
+            return Err(resting);
+        };
+        let id = resting.connection.conn_id;
+        let event = EpollEvent::new(
+            EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLONESHOT,
+            id,
+        );
+        if let Err(e) = epoll.add(resting.socket.as_fd(), event) {
+            tracing::warn!(error = %e, "cannot park a connection");
+            return Err(resting);
+        }
+        let conn = resting.connection.conn.clone();
+        self.resting.borrow_mut().insert(id, resting);
+        // Pending notifications (sent since the tasks stopped) bring it back at once.
+        conn.writer_wake.call_on_notify(revive_waker(id));
+        conn.kill_wake.call_on_notify(revive_waker(id));
+        Ok(())
+    }
+
+    /// Takes a connection out of rest, its socket out of the epoll instance; `None` when it
+    /// is not parked (woken twice, or gone).
+    pub(crate) fn unpark(&self, conn_id: u64) -> Option<Box<Resting>> {
+        let resting = self.resting.borrow_mut().remove(&conn_id)?;
+        if let Some(epoll) = &self.epoll {
+            // Fails only if the socket is not registered, which it is.
+            let _ = epoll.delete(resting.socket.as_fd());
+        }
+        Some(resting)
+    }
+
+    /// Waits until parked connections want to come back, and returns their ids (maybe
+    /// repeated, maybe no longer parked). Runs in the shard's parking task only.
+    pub async fn wait_for_wakes(&self, into: &mut Vec<u64>) {
+        let Some(epoll) = &self.epoll else {
+            return std::future::pending().await;
+        };
+        loop {
+            self.collect(epoll, into);
+            if !into.is_empty() {
+                return;
+            }
+            let fd = epoll.0.as_raw_fd();
+            futures_lite::future::or(
+                async {
+                    if let Err(e) = glommio::net::wait_readable(fd).await {
+                        tracing::warn!(error = %e, "waiting on parked connections failed");
+                        glommio::timer::sleep(Duration::from_millis(10)).await;
+                    }
+                },
+                self.due.wake.notified(),
+            )
+            .await;
+        }
+    }
+
+    fn collect(&self, epoll: &Epoll, into: &mut Vec<u64>) {
+        into.append(&mut self.due.ids.borrow_mut());
+        let mut events = [EpollEvent::empty(); 256];
+        loop {
+            match epoll.wait(&mut events, 0u8) {
+                Ok(n) => {
+                    into.extend(events[..n].iter().map(EpollEvent::data));
+                    if n < events.len() {
+                        return;
+                    }
+                }
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "epoll_wait on parked connections failed");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The socket as a glommio stream of this shard again.
+pub(crate) fn into_stream(socket: OwnedFd) -> glommio::net::TcpStream {
+    // SAFETY: `socket` is an open TCP socket owned by the resting connection; the stream
+    // takes the descriptor over and is its only owner from here on.
+    #[allow(unsafe_code)]
+    unsafe {
+        glommio::net::TcpStream::from_raw_fd(socket.into_raw_fd())
+    }
+}
+
+/// A waker that puts `conn_id` on this thread's revive list. It carries the id in place of
+/// a pointer, so parking allocates nothing for it.
+fn revive_waker(conn_id: u64) -> Waker {
+    fn clone(data: *const ()) -> RawWaker {
+        RawWaker::new(data, &VTABLE)
+    }
+    fn wake(data: *const ()) {
+        let id = data as usize as u64;
+        DUE.with(|d| {
+            if let Some(due) = &*d.borrow() {
+                due.ids.borrow_mut().push(id);
+                due.wake.notify();
+            }
+        });
+    }
+    fn drop(_: *const ()) {}
+    static VTABLE: RawWakerVTable = RawWakerVTable::new(clone, wake, wake, drop);
+    // SAFETY: the data is an integer, never dereferenced; every function of the vtable
+    // accepts any value and clone returns a waker of the same vtable. The wakers are woken
+    // on the shard's own thread (the connection's `Notify`s are not shared across threads).
+    #[allow(unsafe_code)]
+    unsafe {
+        Waker::from_raw(RawWaker::new(conn_id as usize as *const (), &VTABLE))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_revive_waker_lists_its_connection_on_this_thread() {
+        let due = Rc::new(Due::default());
+        DUE.with(|d| *d.borrow_mut() = Some(due.clone()));
+        let waker = revive_waker(42);
+        let other = waker.clone();
+        waker.wake();
+        other.wake_by_ref();
+        assert_eq!(*due.ids.borrow(), vec![42, 42]);
+        DUE.with(|d| *d.borrow_mut() = None);
+    }
+
+    #[test]
+    fn watches_come_due_in_order() {
+        let parking = Parking::new(1);
+        for id in 1..=3 {
+            parking.watch(id);
+        }
+        let mut due = Vec::new();
+        parking.take_due_watches(Instant::now(), &mut due);
+        assert!(due.is_empty(), "not before their time");
+        parking.take_due_watches(Instant::now() + Duration::from_millis(5), &mut due);
+        assert_eq!(due, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn parking_off_watches_nothing() {
+        let parking = Parking::new(0);
+        parking.watch(1);
+        let mut due = Vec::new();
+        parking.take_due_watches(Instant::now() + Duration::from_secs(1), &mut due);
+        assert!(due.is_empty());
+        assert!(!parking.enabled());
+    }
+}
