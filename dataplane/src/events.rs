@@ -60,6 +60,13 @@ fn event(topic: String, body: serde_json::Value) -> Option<SharedMessage> {
     }))
 }
 
+/// The session identifier of lifecycle events: random-looking and new with every
+/// connection. Derived from the session key (new with every connection too), so nothing
+/// needs to keep it.
+pub fn session_identifier(key: crate::ids::SessionKey) -> String {
+    format!("{:016x}", key.0.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+}
+
 pub struct Who<'a> {
     pub client_id: &'a ClientId,
     pub session_identifier: &'a str,

@@ -11,6 +11,7 @@ mod directory;
 mod durable;
 mod events;
 mod flow;
+mod heap;
 mod http;
 mod ids;
 mod listener;

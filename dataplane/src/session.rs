@@ -31,8 +31,6 @@ pub struct Session {
     /// Boxed: most clients set no will, and inline it would make every session (and the
     /// shard's session table, sized for them) 240 bytes larger.
     pub will: Option<Box<Will>>,
-    /// Random-looking id that changes per connection, for lifecycle events.
-    pub session_identifier: String,
 }
 
 impl Session {
@@ -44,7 +42,6 @@ impl Session {
             inbound: Inbound::new(receive_max),
             expiry_secs: 0,
             will: None,
-            session_identifier: String::new(),
         }
     }
 }

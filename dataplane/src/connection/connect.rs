@@ -110,7 +110,9 @@ pub async fn establish(shard: &Rc<Shard>, connect: &Connect) -> Option<Accepted>
     let client_id = if assigned {
         assigned_client_id(shard)
     } else {
-        ClientId(connect.client_id.clone())
+        // A copy of its own: a slice would keep the whole CONNECT packet (will, password,
+        // properties) alive for as long as the session lives.
+        ClientId(ByteString::from(&*connect.client_id))
     };
 
     let requested_expiry = if v5 {
@@ -173,7 +175,6 @@ pub async fn establish(shard: &Rc<Shard>, connect: &Connect) -> Option<Accepted>
     };
     session.expiry_secs = expiry;
     session.will = connect.will.clone().map(Box::new);
-    session.session_identifier = format!("{:016x}", key.0.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let acks = shard.install_session(key, session);
     shard.await_acks(acks).await;
 

@@ -60,27 +60,30 @@ pub struct ConnHandle {
     /// The client's Maximum Packet Size: larger messages are not sent to it ([MQTT-3.1.2-24]).
     pub client_max_packet: u32,
     client_alias_max: u16,
-    aliases: RefCell<OutboundAliases>,
+    /// Boxed, and only once the first alias is assigned: most clients never get one, and
+    /// every connection's handle is kept while it is parked (`park.rs`).
+    aliases: RefCell<Option<Box<OutboundAliases>>>,
     /// Bytes encoded and not yet handed to the socket.
     buf: RefCell<BytesMut>,
-    max_outbound: usize,
-    slow_timeout: Duration,
+    max_outbound: u32,
+    /// The slow-consumer timeout, in milliseconds (fields are kept narrow: see `aliases`).
+    slow_timeout_ms: u32,
     /// When the buffer was first seen over `max_outbound` with no write completed since.
     stalled_since: Cell<Option<Instant>>,
     pub writer_wake: Notify,
     kill: Cell<Option<Kill>>,
     pub kill_wake: Notify,
-    pub dropped_qos0: Cell<u64>,
-    pub messages_out: Cell<u64>,
     /// Set when congestion held deliveries back, so the writer asks for a refill once the
     /// buffer drains.
     held_back: Cell<bool>,
-    /// The session this connection serves, once CONNECT is accepted.
-    pub session_key: Cell<Option<crate::ids::SessionKey>>,
+    /// The key of the session this connection serves, once CONNECT is accepted; 0 before
+    /// (keys start at 1). Not an `Option`: 8 bytes more would put every handle, kept while
+    /// the connection is parked, in the allocator's next size class.
+    session_key: Cell<u64>,
     /// When the reader last got bytes, for the shard's keep-alive check.
     pub last_read: Cell<Instant>,
-    /// 1.5 times the keep-alive; zero: none.
-    pub keep_alive: Cell<Duration>,
+    /// 1.5 times the keep-alive in milliseconds; zero: none.
+    keep_alive_ms: Cell<u32>,
     /// A read or a write happened since the idle sweep last looked (`connection/park.rs`).
     pub active: Cell<bool>,
     /// The idle sweep asks the reader to park the connection (sent with `kill_wake`).
@@ -108,27 +111,48 @@ impl ConnHandle {
             version,
             client_max_packet,
             client_alias_max,
-            aliases: RefCell::default(),
+            aliases: RefCell::new(None),
             // Allocated by the first packet, not up front: most connections are idle.
             buf: RefCell::new(BytesMut::new()),
-            max_outbound,
-            slow_timeout,
+            max_outbound: u32::try_from(max_outbound).unwrap_or(u32::MAX),
+            slow_timeout_ms: u32::try_from(slow_timeout.as_millis()).unwrap_or(u32::MAX),
             stalled_since: Cell::new(None),
             writer_wake: Notify::default(),
             kill: Cell::new(None),
             kill_wake: Notify::default(),
-            dropped_qos0: Cell::new(0),
-            messages_out: Cell::new(0),
             held_back: Cell::new(false),
-            session_key: Cell::new(None),
+            session_key: Cell::new(0),
             last_read: Cell::new(Instant::now()),
-            keep_alive: Cell::new(Duration::ZERO),
+            keep_alive_ms: Cell::new(0),
             active: Cell::new(false),
             park_asked: Cell::new(false),
             stop_writer: Cell::new(false),
             writing: Cell::new(false),
             closing: Cell::new(false),
         }
+    }
+
+    /// 1.5 times the client's keep-alive; zero: none.
+    pub fn keep_alive(&self) -> Duration {
+        Duration::from_millis(u64::from(self.keep_alive_ms.get()))
+    }
+
+    pub fn set_keep_alive(&self, limit: Duration) {
+        self.keep_alive_ms
+            .set(u32::try_from(limit.as_millis()).unwrap_or(u32::MAX));
+    }
+
+    fn max_outbound(&self) -> usize {
+        self.max_outbound as usize
+    }
+
+    pub fn session_key(&self) -> Option<crate::ids::SessionKey> {
+        let key = self.session_key.get();
+        (key != 0).then_some(crate::ids::SessionKey(key))
+    }
+
+    pub fn set_session_key(&self, key: crate::ids::SessionKey) {
+        self.session_key.set(key.0);
     }
 
     pub fn killed(&self) -> Option<Kill> {
@@ -160,11 +184,11 @@ impl ConnHandle {
         if let Err(e) = encode(packet, self.version, &mut buf) {
             tracing::warn!(error = %e, packet = packet.name(), "cannot encode packet");
         }
-        let hard_cap_exceeded = buf.len() > self.max_outbound.saturating_mul(HARD_CAP_FACTOR);
+        let hard_cap_exceeded = buf.len() > self.max_outbound().saturating_mul(HARD_CAP_FACTOR);
         drop(buf);
         if hard_cap_exceeded {
             self.kill(Kill::SlowConsumer);
-        } else if self.buf.borrow().len() >= self.max_outbound {
+        } else if self.buf.borrow().len() >= self.max_outbound() {
             // The clock is read only when it matters: a PUBACK per QoS 1 message otherwise
             // cost a clock read each.
             self.congested(Instant::now());
@@ -175,13 +199,18 @@ impl ConnHandle {
     /// True while the outbound buffer is over its limit; notes when that started, and pulls
     /// the kill switch once it has lasted past the slow-consumer timeout.
     pub fn congested(&self, now: Instant) -> bool {
-        if self.buf.borrow().len() < self.max_outbound {
+        if self.buf.borrow().len() < self.max_outbound() {
             return false;
         }
         self.held_back.set(true);
         match self.stalled_since.get() {
             None => self.stalled_since.set(Some(now)),
-            Some(t) if now.duration_since(t) >= self.slow_timeout => self.kill(Kill::SlowConsumer),
+            Some(t)
+                if now.duration_since(t)
+                    >= Duration::from_millis(u64::from(self.slow_timeout_ms)) =>
+            {
+                self.kill(Kill::SlowConsumer)
+            }
             Some(_) => {}
         }
         true
@@ -241,7 +270,6 @@ impl ConnHandle {
             return false;
         }
         drop(buf);
-        self.messages_out.set(self.messages_out.get() + 1);
         self.writer_wake.notify();
         true
     }
@@ -251,10 +279,12 @@ impl ConnHandle {
     /// packet longer than without it.
     fn alias_for(&self, topic: &ByteString, may_assign: bool) -> Option<(u16, bool)> {
         let mut aliases = self.aliases.borrow_mut();
-        if let Some(&alias) = aliases.by_topic.get(topic) {
+        if let Some(&alias) = aliases.as_ref().and_then(|a| a.by_topic.get(topic)) {
             return Some((alias, true));
         }
-        if may_assign && aliases.by_topic.len() < usize::from(self.client_alias_max) {
+        let assigned = aliases.as_ref().map_or(0, |a| a.by_topic.len());
+        if may_assign && assigned < usize::from(self.client_alias_max) {
+            let aliases = aliases.get_or_insert_with(Box::default);
             let alias = u16::try_from(aliases.by_topic.len() + 1).unwrap_or(u16::MAX);
             aliases.by_topic.insert(topic.clone(), alias);
             return Some((alias, false));
@@ -287,7 +317,7 @@ impl ConnHandle {
     /// deliveries were held back and the buffer has room again: time to refill.
     pub fn wrote(&self) -> bool {
         self.stalled_since.set(None);
-        self.held_back.get() && self.buf.borrow().len() < self.max_outbound && {
+        self.held_back.get() && self.buf.borrow().len() < self.max_outbound() && {
             self.held_back.set(false);
             true
         }

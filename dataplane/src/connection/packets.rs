@@ -212,7 +212,7 @@ impl Connection {
                 ));
             }
             if p.topic.is_empty() {
-                match self.inbound_aliases.get(&alias) {
+                match self.inbound_aliases.as_ref().and_then(|a| a.get(&alias)) {
                     Some(t) => p.topic = t.clone(),
                     None => {
                         return Err(protocol(
@@ -222,7 +222,9 @@ impl Connection {
                     }
                 }
             } else {
-                self.inbound_aliases.insert(alias, p.topic.clone());
+                self.inbound_aliases
+                    .get_or_insert_with(Box::default)
+                    .insert(alias, p.topic.clone());
             }
         }
         if p.payload.len() > limits.max_payload_bytes {
@@ -497,8 +499,7 @@ impl Connection {
             }
         }
         if !subscribed.is_empty() {
-            let sid = self.session_identifier();
-            self.emit(|who| events::subscriptions(who, true, &subscribed), &sid);
+            self.emit(|who| events::subscriptions(who, true, &subscribed));
         }
         Ok(())
     }
@@ -524,8 +525,7 @@ impl Connection {
             },
         }));
         if !removed.is_empty() {
-            let sid = self.session_identifier();
-            self.emit(|who| events::subscriptions(who, false, &removed), &sid);
+            self.emit(|who| events::subscriptions(who, false, &removed));
         }
     }
 }

@@ -46,7 +46,7 @@ pub async fn run(shard: Rc<Shard>, conn: Rc<ConnHandle>, mut socket: Half) {
             spare = BytesMut::new();
         }
         if conn.wrote() {
-            if let Some(key) = conn.session_key.get() {
+            if let Some(key) = conn.session_key() {
                 shard.refill(key);
             }
         }

@@ -9,25 +9,55 @@ use super::Shard;
 use crate::connection::handle::{ConnHandle, Kill};
 use crate::notify::Notify;
 
+/// A connection's CONNECT deadline (`Shard::handshake_deadline`).
+pub struct HandshakeDeadline<'a> {
+    shard: &'a Shard,
+    id: u64,
+    notify: Rc<Notify>,
+}
+
+impl HandshakeDeadline<'_> {
+    /// Completes once the deadline has passed.
+    pub async fn passed(&self) {
+        self.notify.notified().await;
+    }
+}
+
+impl Drop for HandshakeDeadline<'_> {
+    fn drop(&mut self) {
+        self.shard.handshake_waits.borrow_mut().remove(&self.id);
+    }
+}
+
 impl Shard {
     /// A wake-up for a new connection, notified once `timeout` has passed (checked by
-    /// `expire_handshakes`, so up to one housekeeping interval late).
-    pub fn handshake_deadline(&self, timeout: std::time::Duration) -> Rc<Notify> {
+    /// `expire_handshakes`, so up to one housekeeping interval late). Dropping it ends the
+    /// wait.
+    pub fn handshake_deadline(&self, timeout: std::time::Duration) -> HandshakeDeadline<'_> {
+        let id = self.next_handshake.get() + 1;
+        self.next_handshake.set(id);
         let notify = Rc::new(Notify::default());
+        self.handshake_waits.borrow_mut().insert(id, notify.clone());
         self.handshakes
             .borrow_mut()
-            .push_back((std::time::Instant::now() + timeout, notify.clone()));
-        notify
+            .push_back((std::time::Instant::now() + timeout, id));
+        HandshakeDeadline {
+            shard: self,
+            id,
+            notify,
+        }
     }
 
     /// Wakes the connections whose CONNECT deadline passed; the ones that completed their
-    /// handshake no longer listen, and are simply dropped from the queue.
+    /// handshake no longer wait, and are simply dropped from the queue.
     pub fn expire_handshakes(&self) {
         let now = std::time::Instant::now();
         let mut queue = self.handshakes.borrow_mut();
         while queue.front().is_some_and(|(deadline, _)| *deadline <= now) {
-            if let Some((_, notify)) = queue.pop_front() {
-                notify.notify();
+            if let Some((_, id)) = queue.pop_front() {
+                if let Some(notify) = self.handshake_waits.borrow().get(&id) {
+                    notify.notify();
+                }
             }
         }
     }
@@ -38,7 +68,7 @@ impl Shard {
         if limit.is_zero() {
             return;
         }
-        conn.keep_alive.set(limit);
+        conn.set_keep_alive(limit);
         // The CONNECT just arrived: the quiet time starts now, not when the socket was
         // accepted (a slow handshake must not eat into the first keep-alive period).
         conn.last_read.set(std::time::Instant::now());
@@ -67,7 +97,7 @@ impl Shard {
             let Some(conn) = self.connections.borrow().get(&id).cloned() else {
                 continue; // gone already
             };
-            let limit = conn.keep_alive.get();
+            let limit = conn.keep_alive();
             let next = conn.last_read.get() + limit;
             if next <= now {
                 conn.kill(Kill::KeepAlive);
@@ -83,9 +113,10 @@ impl Shard {
         if !self.parking.enabled() {
             return;
         }
+        let now = std::time::Instant::now();
+        self.parking.give_back_memory(now);
         let mut due = Vec::new();
-        self.parking
-            .take_due_watches(std::time::Instant::now(), &mut due);
+        self.parking.take_due_watches(now, &mut due);
         let conns = self.connections.borrow();
         for id in due {
             let Some(conn) = conns.get(&id) else {
@@ -172,6 +203,26 @@ mod tests {
         std::thread::sleep(Duration::from_millis(300));
         shard.expire_keep_alives();
         assert_eq!(talking.killed(), Some(Kill::KeepAlive));
+    }
+
+    #[test]
+    fn a_handshake_deadline_fires_once_passed_and_keeps_nothing_once_dropped() {
+        let shard = shard();
+        let waker = futures::task::noop_waker();
+        let mut cx = std::task::Context::from_waker(&waker);
+        let done = shard.handshake_deadline(Duration::from_millis(10));
+        let pending = shard.handshake_deadline(Duration::from_millis(10));
+        drop(done);
+        assert_eq!(
+            shard.handshake_waits.borrow().len(),
+            1,
+            "the dropped one is gone"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+        shard.expire_handshakes();
+        let mut passed = std::pin::pin!(pending.passed());
+        assert!(std::future::Future::poll(passed.as_mut(), &mut cx).is_ready());
+        assert!(shard.handshakes.borrow().is_empty());
     }
 
     #[test]

@@ -136,7 +136,13 @@ pub struct Shard {
     /// glommio timer per connection instead re-armed the ring's timeout, and each re-arm is
     /// an io_uring cancel that searches every armed poll: a quarter of the CPU while 10,000
     /// clients connect.
-    handshakes: RefCell<std::collections::VecDeque<(std::time::Instant, Rc<Notify>)>>,
+    ///
+    /// The queue holds ids; the wake-ups are in `handshake_waits` only while their handshake
+    /// runs. (The queue held the wake-ups themselves, 40 bytes per connection kept for the
+    /// whole timeout after the CONNECT had long arrived.)
+    handshakes: RefCell<std::collections::VecDeque<(std::time::Instant, u64)>>,
+    handshake_waits: RefCell<HashMap<u64, Rc<Notify>>>,
+    next_handshake: Cell<u64>,
     /// When to look at a connection's keep-alive next, by connection id (earliest first).
     keep_alives: RefCell<BinaryHeap<Reverse<(std::time::Instant, u64)>>>,
     /// Idle connections at rest, and the watch that finds them (`connection/park.rs`).
@@ -235,6 +241,8 @@ impl Shard {
             commit_queue: Cell::new(None),
             clock: Cell::new(std::time::Instant::now()),
             handshakes: RefCell::default(),
+            handshake_waits: RefCell::default(),
+            next_handshake: Cell::new(0),
             keep_alives: RefCell::default(),
             parking,
         })

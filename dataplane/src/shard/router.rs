@@ -365,7 +365,6 @@ impl Shard {
             let Some(conn) = &slot.conn else { return };
             if conn.congested(now) {
                 bump(&self.metrics.dropped_qos0_total, 1);
-                conn.dropped_qos0.set(conn.dropped_qos0.get() + 1);
                 return;
             }
             conn.send_publish(message, qos, None, retain, false, &subscription_ids, now);
