@@ -305,6 +305,8 @@ async fn run_shard(
             shard.expire_handshakes();
             shard.expire_keep_alives();
             shard.ask_idle_to_park();
+            #[cfg(feature = "alloc-census")]
+            crate::census::write_heap_areas();
             shard.expire_held();
             glommio::timer::sleep(HOUSEKEEPING_INTERVAL).await;
         }
