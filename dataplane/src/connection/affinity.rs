@@ -63,7 +63,7 @@ pub fn owner_for(shard: &Shard, client_id: &str) -> Option<ShardId> {
 /// closed (the client sees it as refused and retries).
 pub fn hand_over(shard: &Rc<Shard>, owner: ShardId, reader: Half, writer: Half, read: BytesMut) {
     drop(writer);
-    let Some(stream) = reader.into_stream() else {
+    let Ok(stream) = reader.into_stream() else {
         shard.placement.leave(owner);
         return;
     };

@@ -20,8 +20,9 @@ use glommio::net::TcpStream;
 pub struct Half(Rc<RefCell<TcpStream>>);
 
 pub fn split(stream: TcpStream) -> (Half, Half) {
-    let shared = Rc::new(RefCell::new(stream));
-    (Half(shared.clone()), Half(shared))
+    let reader = Half::new(stream);
+    let writer = reader.another();
+    (reader, writer)
 }
 
 impl AsyncRead for Half {
@@ -57,14 +58,21 @@ impl AsyncWrite for Half {
 }
 
 impl Half {
+    /// The stream's first half; `another` makes the second.
+    pub fn new(stream: TcpStream) -> Half {
+        Half(Rc::new(RefCell::new(stream)))
+    }
+
     /// Another half of the same stream (for a writer started again).
     pub fn another(&self) -> Half {
         Half(self.0.clone())
     }
 
-    /// The stream, once its other half is gone.
-    pub fn into_stream(self) -> Option<TcpStream> {
-        Rc::try_unwrap(self.0).ok().map(RefCell::into_inner)
+    /// The stream, once its other half is gone; the half back while it is not.
+    pub fn into_stream(self) -> Result<TcpStream, Half> {
+        Rc::try_unwrap(self.0)
+            .map(RefCell::into_inner)
+            .map_err(Half)
     }
 
     /// One read: appends what arrives to `buf`; `Ok(0)` is the end of the stream.

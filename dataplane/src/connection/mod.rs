@@ -149,16 +149,18 @@ fn park(live: Live, guard: LiveGuard) {
     } = live;
     let shard = connection.shard.clone();
     // The writer has ended, so the reader's half is the stream's only owner.
-    let Some(stream) = reader.into_stream() else {
-        tracing::warn!("a connection to park still shares its stream; it stays awake");
-        return;
+    let stream = match reader.into_stream() {
+        Ok(stream) => stream,
+        Err(reader) => {
+            tracing::warn!("a connection to park still shares its stream; it stays awake");
+            return resume(connection, reader, guard);
+        }
     };
     let socket = match affinity::duplicate(&stream) {
         Ok(fd) => fd,
         Err(e) => {
             tracing::warn!(error = %e, "cannot park a connection");
-            resume(connection, stream, guard);
-            return;
+            return resume(connection, io::Half::new(stream), guard);
         }
     };
     // Closes the original descriptor and cancels the stream's armed poll.
@@ -170,25 +172,27 @@ fn park(live: Live, guard: LiveGuard) {
     };
     match shard.parking.park(resting) {
         Ok(()) => bump(&shard.metrics.connections_parked_total, 1),
-        Err(resting) => {
-            let park::Resting {
-                connection,
-                socket,
-                guard,
-            } = *resting;
-            resume(connection, park::into_stream(socket), guard);
-        }
+        Err(resting) => wake(*resting),
     }
 }
 
-/// Serves a connection again from its socket, with new tasks.
-fn resume(connection: Connection, stream: TcpStream, guard: LiveGuard) {
+/// Serves a parked connection again.
+fn wake(resting: park::Resting) {
+    let park::Resting {
+        connection,
+        socket,
+        guard,
+    } = resting;
+    resume(connection, io::Half::new(park::into_stream(socket)), guard);
+}
+
+/// Serves a connection again with new tasks, from its stream's one half.
+fn resume(connection: Connection, reader: io::Half, guard: LiveGuard) {
     let shard = connection.shard.clone();
-    let (reader, writer_half) = io::split(stream);
     let writer_task = glommio::spawn_local(writer::run(
         shard.clone(),
         connection.conn.clone(),
-        writer_half,
+        reader.another(),
     ));
     let live = Live {
         // CONNECT is behind it: the version is known, and another CONNECT is an error.
@@ -213,16 +217,11 @@ pub fn start_parking(shard: &Rc<Shard>) {
         loop {
             shard.parking.wait_for_wakes(&mut ids).await;
             for id in ids.drain(..) {
-                let Some(resting) = shard.parking.unpark(id) else {
-                    continue; // woken twice, or not parked
-                };
-                bump(&shard.metrics.connections_unparked_total, 1);
-                let park::Resting {
-                    connection,
-                    socket,
-                    guard,
-                } = *resting;
-                resume(connection, park::into_stream(socket), guard);
+                // `None`: woken twice, or not parked.
+                if let Some(resting) = shard.parking.unpark(id) {
+                    bump(&shard.metrics.connections_unparked_total, 1);
+                    wake(*resting);
+                }
             }
         }
     })
@@ -361,6 +360,10 @@ async fn handshake(shard: Rc<Shard>, stream: TcpStream, mut buf: BytesMut) -> Op
     })
 }
 
+/// How long a reader about to park waits for its writer to stop (it is idle unless
+/// something was queued since the reader looked).
+const WRITER_STOP_WAIT: Duration = Duration::from_millis(100);
+
 /// How a read loop stopped.
 enum ReadExit {
     End(End),
@@ -419,35 +422,52 @@ impl Live {
     }
 
     /// Stops the writer so the connection can park. `false` when it cannot after all: it
-    /// was killed meanwhile, or got something to write (then a writer runs again).
+    /// was killed meanwhile, got something to write (then a writer runs again), or the
+    /// writer is stuck in a write (a client that does not read): the reader must not stop
+    /// reading for it.
     async fn stop_writer(&mut self) -> bool {
+        enum Stop {
+            Stopped,
+            Killed,
+            Busy,
+        }
         let conn = self.connection.conn.clone();
         conn.stop_writer.set(true);
         conn.writer_wake.notify();
-        let stopped = futures_lite::future::or(
+        let stop = futures_lite::future::or(
             async {
                 (&mut self.writer_task).await;
-                true
+                Stop::Stopped
             },
-            async {
-                conn.kill_wake.notified().await;
-                false
-            },
+            futures_lite::future::or(
+                async {
+                    conn.kill_wake.notified().await;
+                    Stop::Killed
+                },
+                async {
+                    glommio::timer::sleep(WRITER_STOP_WAIT).await;
+                    Stop::Busy
+                },
+            ),
         )
         .await;
         conn.stop_writer.set(false);
-        if !stopped {
-            // Killed: the read loop ends on it, the writer still running.
-            conn.kill_wake.notify();
-            return false;
+        match stop {
+            // The read loop ends on it (the wake-up was taken here), the writer still runs.
+            Stop::Killed => {
+                conn.kill_wake.notify();
+                false
+            }
+            Stop::Busy => false,
+            Stop::Stopped if conn.quiet() && self.buf.is_empty() => true,
+            Stop::Stopped => {
+                // A finished task must not be awaited again: a new writer takes its place.
+                let shard = self.connection.shard.clone();
+                self.writer_task =
+                    glommio::spawn_local(writer::run(shard, conn, self.reader.another()));
+                false
+            }
         }
-        if conn.quiet() && self.buf.is_empty() {
-            return true;
-        }
-        // A finished task must not be awaited again: a new writer takes its place.
-        let shard = self.connection.shard.clone();
-        self.writer_task = glommio::spawn_local(writer::run(shard, conn, self.reader.another()));
-        false
     }
 }
 
