@@ -134,3 +134,20 @@ def test_parking_off_parks_nothing(broker_factory, uid):
     assert parked(b) == 0
     raw.send(r.pingreq())
     raw.expect(r.PINGRESP)
+
+
+def test_a_message_wakes_every_parked_subscriber(pbroker, client_factory, uid):
+    subs = []
+    for i in range(100):
+        raw, _ = r.raw_connect(pbroker.host, pbroker.port, f"{uid}-s{i}")
+        raw.sub([(f"{uid}/all", 1)])
+        subs.append(raw)
+    wait_parked(pbroker, 100)
+    pub = client_factory(client_id=f"{uid}-pub", broker_=pbroker)
+    pub.publish(f"{uid}/all", b"wake up", 1)
+    for raw in subs:
+        p = raw.expect(r.PUBLISH)
+        assert p.payload == b"wake up"
+        raw.send(r.puback(p.pid))
+    # Acknowledged, quiet again: all park once more (the publisher may park too).
+    poll(lambda: parked(pbroker) >= 100, timeout=10, msg="the subscribers parked again")
