@@ -3,8 +3,9 @@
 //! as a bare socket in the shard's epoll instance plus the little state its session needs
 //! (`Resting`). Any of three things brings it back, as new tasks running the same code:
 //! bytes (or a hang-up) on the socket, something to send to it, or a kill (take-over,
-//! keep-alive, shutdown). Erlang brokers do the same with process hibernation (EMQX
-//! `hibernate_after`); Mosquitto needs no such thing, as it keeps no task per client.
+//! keep-alive, shutdown). Erlang brokers can do much the same by hibernating an idle
+//! client's process (`erlang:hibernate/3`); Mosquitto needs no such thing, as it keeps no
+//! task per client.
 //!
 //! Why: an idle connection cost 2.5 KiB of broker memory, of which the tasks, the stream
 //! and its poll were over half (bench/results, session 6).
