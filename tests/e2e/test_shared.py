@@ -107,3 +107,45 @@ def test_invalid_shared_filter(broker, bad):
     except r.Closed:
         pass
     roundtrip_ok(broker)
+
+
+@pytest.mark.iotcore
+def test_a_member_leaving_loses_the_group_nothing_across_shards(broker, uid):
+    """Members on both shards; one leaves and the publisher goes on at once. The publisher's
+    shard may not have heard yet that the member left: the shard it picked sends the
+    messages on to one that has a member. Repeated, since the window is short."""
+    import mqtt_raw as r
+
+    def shard_of(ack):
+        return int(dict(ack.props.get("UserProperty", []))["shard"])
+
+    def connect_on(shard, name):
+        for i in range(40):
+            raw, ack = r.raw_connect(broker.host, broker.port, f"{name}-{i}")
+            if shard_of(ack) == shard:
+                return raw
+            raw.send(r.disconnect())
+            raw.close()
+        raise AssertionError(f"no connection landed on shard {shard}")
+
+    topic = f"{uid}/t"
+    for round_ in range(10):
+        leaver = connect_on(0, f"{uid}-a{round_}")
+        stayer = connect_on(1, f"{uid}-b{round_}")
+        for raw in (leaver, stayer):
+            raw.sub([(f"$share/g{round_}/{topic}", 1)])
+        pub = connect_on(1, f"{uid}-p{round_}")
+        leaver.send(r.disconnect())
+        leaver.wait_closed()
+        for i in range(20):
+            pub.pub(topic, f"{round_}-{i}".encode(), qos=1, pid=i + 1)
+        got = []
+        while len(got) < 20:
+            p = stayer.recv_packet(5)
+            if p.type == r.PUBLISH:
+                got.append(p.payload)
+                stayer.send(r.puback(p.pid))
+        assert sorted(got) == sorted(f"{round_}-{i}".encode() for i in range(20))
+        for raw in (stayer, pub):
+            raw.send(r.disconnect())
+            raw.close()

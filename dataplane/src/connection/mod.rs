@@ -399,6 +399,9 @@ impl Live {
         let connection = &self.connection;
         tracing::debug!(client_id = %connection.client_id, ?end, "connection ended");
         let shard = connection.shard.clone();
+        // Before the goodbye, which waits for the writer: a group's messages meanwhile go
+        // to its other members, not to a session that is ending.
+        shard.leave_shared_groups(connection.key);
         let conn = connection.conn.clone();
         if connection.version == ProtocolVersion::V5 {
             if let Some((code, message)) = end.server_disconnect() {

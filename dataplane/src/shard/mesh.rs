@@ -21,6 +21,9 @@ pub enum ShardMsg {
         /// The publisher's PUBACK, offered because this shard has a backlogged session
         /// (`flow.rs`): held if one of them gets the message, sent back at once otherwise.
         puback: Option<crate::flow::PubAckTo>,
+        /// Sent on by a shard whose group member had left (`Origin::Forwarded`): not sent on
+        /// again.
+        forwarded: bool,
     },
     /// The sending shard gained (`add`) or lost its last subscriber on `filter`.
     Interest {

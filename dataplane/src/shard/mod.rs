@@ -334,11 +334,17 @@ impl Shard {
                 shared,
                 ack,
                 mut puback,
+                forwarded,
             } => {
                 self.persisted_in_route.set(false);
+                let origin = if forwarded {
+                    router::Origin::Forwarded
+                } else {
+                    router::Origin::Peer
+                };
                 {
                     let mut st = self.state.borrow_mut();
-                    self.deliver_local(&mut st, &message, ordinary, &shared, &mut puback, true);
+                    self.deliver_local(&mut st, &message, ordinary, &shared, &mut puback, origin);
                 }
                 // Offered but not held: the subscriber caught up meanwhile.
                 if let Some(to) = puback {

@@ -23,6 +23,17 @@ use crate::storage::retained_owner;
 /// Local QoS 1/2 deliveries from which a message from another shard is copied first.
 const OWN_COPY_MIN_DELIVERIES: usize = 8;
 
+/// Where a message being delivered on this shard comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Origin {
+    /// Published by a client of this shard.
+    Local,
+    /// Sent by the publisher's shard.
+    Peer,
+    /// Sent on by a shard whose shared-subscription member had left.
+    Forwarded,
+}
+
 impl Shard {
     /// Routes a message to every matching subscriber on every shard, and stores it if it is
     /// retained. Returns acknowledgements to await before telling the publisher it is done:
@@ -155,7 +166,7 @@ impl Shard {
                     wants_ordinary,
                     &shared,
                     &mut puback,
-                    false,
+                    Origin::Local,
                 );
                 if want_acks && self.persisted_in_route.get() {
                     let to = self.local_reply_to();
@@ -169,6 +180,7 @@ impl Shard {
                     shared,
                     ack: Some(to),
                     puback: None,
+                    forwarded: false,
                 }));
             } else {
                 self.post_to(
@@ -181,6 +193,7 @@ impl Shard {
                         // Offered only to a shard with a backlogged session: elsewhere the
                         // publisher's shard acknowledges at once, with no round trip.
                         puback: puback.take_if(|_| self.backlogs.any(ShardId(shard))),
+                        forwarded: false,
                     },
                 );
             }
@@ -228,8 +241,8 @@ impl Shard {
     }
 
     /// Delivers to this shard's subscribers: the ordinary ones if asked, and one member of
-    /// each listed shared subscription. `from_peer`: the message came over the mesh, so
-    /// another shard holds (and counts references to) the same `Arc`.
+    /// each listed shared subscription. A message from another shard (`origin`) is held
+    /// (and its references counted) there too.
     pub(super) fn deliver_local(
         &self,
         st: &mut ShardState,
@@ -237,8 +250,9 @@ impl Shard {
         ordinary: bool,
         shared: &[(ShareGroup, TopicFilter)],
         puback: &mut Option<PubAckTo>,
-        from_peer: bool,
+        origin: Origin,
     ) {
+        let from_peer = origin != Origin::Local;
         // The shard's clock (set per socket read and per mesh batch) is precise enough for
         // expiry and congestion; a clock read per message was 6% of a fan-in shard's time.
         let now = self.clock.get();
@@ -315,6 +329,12 @@ impl Shard {
                     }
                 });
             if members.is_empty() {
+                // The sender's interest table still named this shard for the group: its
+                // member left and the news had not reached the sender yet. Another shard
+                // with a member gets it, once, rather than nobody.
+                if origin == Origin::Peer {
+                    self.forward_shared(st, message, group, filter);
+                }
                 continue;
             }
             members.sort_unstable_by_key(|m| m.0);
@@ -336,6 +356,45 @@ impl Shard {
                 puback,
             );
         }
+    }
+
+    /// Sends a shared-subscription message on to another shard that, by this shard's
+    /// interest table, has a member of the group (the next one in turn).
+    fn forward_shared(
+        &self,
+        st: &mut ShardState,
+        message: &SharedMessage,
+        group: &ShareGroup,
+        filter: &TopicFilter,
+    ) {
+        let mut shards: Vec<ShardId> = Vec::new();
+        st.interest.for_each_match(&message.topic, |(shard, g), f| {
+            if *shard != self.id && g.as_ref() == Some(group) && f == filter {
+                shards.push(*shard);
+            }
+        });
+        if shards.is_empty() {
+            return;
+        }
+        shards.sort_unstable();
+        let counter = st
+            .shard_turn
+            .entry((group.clone(), filter.clone()))
+            .or_insert(0);
+        let to = shards[*counter % shards.len()];
+        *counter = counter.wrapping_add(1);
+        bump(&self.metrics.shared_forwarded_total, 1);
+        self.post_to(
+            to,
+            ShardMsg::Publish {
+                message: message.clone(),
+                ordinary: false,
+                shared: vec![(group.clone(), filter.clone())],
+                ack: None,
+                puback: None,
+                forwarded: true,
+            },
+        );
     }
 
     /// One delivery to one session: written at once at QoS 0 (or dropped if the connection

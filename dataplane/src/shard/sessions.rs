@@ -76,6 +76,27 @@ impl Shard {
         true
     }
 
+    /// Takes a session that ends with its connection (expiry 0) out of its shared
+    /// subscriptions' groups at once, while its connection still closes: a message the
+    /// group gets meanwhile goes to another member instead of to a session about to end
+    /// with it. The subscriptions stay recorded until the session is removed.
+    pub fn leave_shared_groups(&self, key: SessionKey) {
+        let mut st = self.state.borrow_mut();
+        let shared: Vec<SubscriptionRecord> = match st.sessions.get(&key) {
+            Some(slot) if slot.session.expiry_secs == 0 => slot
+                .session
+                .subscriptions
+                .values()
+                .filter(|r| r.filter.share_group.is_some())
+                .cloned()
+                .collect(),
+            _ => return,
+        };
+        for record in &shared {
+            self.remove_from_tries(&mut st, key, record);
+        }
+    }
+
     /// Takes a session off this shard: its trie entries, its slot, its client id mapping.
     pub fn remove_session(&self, key: SessionKey) -> Option<Box<SessionSlot>> {
         let mut st = self.state.borrow_mut();
