@@ -67,6 +67,7 @@ metrics! {
         slow_consumer_disconnects_total: "Connections closed for not reading.",
         connections_handed_over_total: "Connections accepted here and served by a shard with fewer (placement).",
         connections_to_thing_owner_total: "Connections handed after CONNECT to the shard owning the thing named like the client.",
+        shared_rehomed_total: "Shared-subscription messages an ended session still owed, given to another member of the group.",
         shared_forwarded_total: "Shared-subscription messages sent on to another shard because the member this shard had left.",
         connections_parked_total: "Times an idle connection parked.",
         connections_unparked_total: "Times a parked connection came back (traffic, something to send, or a kill).",

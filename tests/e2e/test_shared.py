@@ -149,3 +149,38 @@ def test_a_member_leaving_loses_the_group_nothing_across_shards(broker, uid):
         for raw in (stayer, pub):
             raw.send(r.disconnect())
             raw.close()
+
+
+@pytest.mark.iotcore
+def test_what_a_leaving_member_did_not_acknowledge_goes_to_another(broker, uid):
+    """A member takes its share of QoS 1 messages, acknowledges none and leaves (its session
+    ends with it): the group's other member gets them ("SHOULD send the Application Message
+    to another Client", MQTT 5 section 4.8.2)."""
+    import mqtt_raw as r
+
+    topic = f"{uid}/t"
+    leaver, _ = r.raw_connect(broker.host, broker.port, f"{uid}-a")
+    stayer, _ = r.raw_connect(broker.host, broker.port, f"{uid}-b")
+    for raw in (leaver, stayer):
+        raw.sub([(f"$share/g/{topic}", 1)])
+    pub, _ = r.raw_connect(broker.host, broker.port, f"{uid}-p")
+    for i in range(10):
+        pub.pub(topic, str(i).encode(), qos=1, pid=i + 1)
+    # The leaver reads its share and acknowledges nothing.
+    taken = 0
+    while True:
+        try:
+            p = leaver.recv_packet(1)
+        except TimeoutError:
+            break
+        taken += p.type == r.PUBLISH
+    assert taken > 0, "round robin gives each member a share"
+    leaver.send(r.disconnect())
+    leaver.wait_closed()
+    got = []
+    while len(got) < 10:
+        p = stayer.recv_packet(5)
+        if p.type == r.PUBLISH:
+            got.append(p.payload)
+            stayer.send(r.puback(p.pid))
+    assert sorted(got) == sorted(str(i).encode() for i in range(10))

@@ -708,7 +708,9 @@ impl Connection {
             return;
         }
         if expiry == 0 {
-            shard.remove_session(self.key);
+            if let Some(slot) = shard.remove_session(self.key) {
+                shard.rehome_shared(&slot.session);
+            }
             shard.directory.release(&self.client_id, self.key);
         } else {
             spawn_expiry(shard.clone(), self.key, self.client_id.clone(), expiry);
@@ -735,6 +737,7 @@ pub(crate) fn spawn_expiry(shard: Rc<Shard>, key: SessionKey, client_id: ClientI
         }
         if let Some(mut slot) = shard.remove_session(key) {
             shard.directory.release(&client_id, key);
+            shard.rehome_shared(&slot.session);
             if let Some(will) = slot.session.will.take() {
                 shard.publish_will(&client_id, will);
             }

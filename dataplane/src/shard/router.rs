@@ -32,6 +32,8 @@ pub(super) enum Origin {
     Peer,
     /// Sent on by a shard whose shared-subscription member had left.
     Forwarded,
+    /// Owed to a group member whose session ended: given to another member.
+    Rehomed,
 }
 
 impl Shard {
@@ -332,7 +334,7 @@ impl Shard {
                 // The sender's interest table still named this shard for the group: its
                 // member left and the news had not reached the sender yet. Another shard
                 // with a member gets it, once, rather than nobody.
-                if origin == Origin::Peer {
+                if matches!(origin, Origin::Peer | Origin::Rehomed) {
                     self.forward_shared(st, message, group, filter);
                 }
                 continue;
@@ -354,6 +356,47 @@ impl Shard {
                 now,
                 false,
                 puback,
+            );
+        }
+    }
+
+    /// Gives the messages an ended session still owed through its shared subscriptions
+    /// (queued, or sent and not acknowledged) to another member of the group, here or on
+    /// another shard: the spec's "SHOULD send to another client subscribed to the same
+    /// Shared Subscription" for a session that ends before its client comes back. A message
+    /// the session also had through an ordinary subscription goes to the group as well
+    /// (QoS 1 allows the duplicate; losing it does not).
+    pub fn rehome_shared(&self, session: &crate::session::Session) {
+        let groups: Vec<(ShareGroup, TopicFilter)> = session
+            .subscriptions
+            .values()
+            .filter_map(|r| {
+                r.filter
+                    .share_group
+                    .clone()
+                    .map(|g| (g, r.filter.filter.clone()))
+            })
+            .collect();
+        if groups.is_empty() {
+            return;
+        }
+        let mut st = self.state.borrow_mut();
+        for (_, delivery) in session.outbound.all() {
+            let topic = &delivery.message.topic;
+            let Some(group) = groups
+                .iter()
+                .find(|(_, f)| iotcore_core::topic::filter_matches(f.as_str(), topic))
+            else {
+                continue;
+            };
+            bump(&self.metrics.shared_rehomed_total, 1);
+            self.deliver_local(
+                &mut st,
+                &delivery.message,
+                false,
+                std::slice::from_ref(group),
+                &mut None,
+                Origin::Rehomed,
             );
         }
     }
