@@ -151,3 +151,31 @@ def test_a_message_wakes_every_parked_subscriber(pbroker, client_factory, uid):
         raw.send(r.puback(p.pid))
     # Acknowledged, quiet again: all park once more (the publisher may park too).
     poll(lambda: parked(pbroker) >= 100, timeout=10, msg="the subscribers parked again")
+
+
+def test_clients_that_park_and_wake_all_the_time_lose_nothing(broker_factory, client_factory, uid):
+    """Forty clients, parking after 50 ms of quiet, send each other QoS 1 messages at
+    random intervals around that time for four seconds: every message arrives once the
+    traffic stops, whatever state its sender or receiver was in."""
+    import random
+
+    b = broker_factory(park_idle_ms=50)
+    rng = random.Random(7)
+    clients = [client_factory(client_id=f"{uid}-{i}", broker_=b) for i in range(40)]
+    for i, c in enumerate(clients):
+        c.subscribe(f"{uid}/to/{i}", 1)
+    sent = {i: [] for i in range(len(clients))}
+    deadline = time.monotonic() + 4
+    n = 0
+    while time.monotonic() < deadline:
+        src, dst = rng.randrange(len(clients)), rng.randrange(len(clients))
+        payload = f"{n}".encode()
+        clients[src].publish(f"{uid}/to/{dst}", payload, 1)
+        sent[dst].append(payload)
+        n += 1
+        time.sleep(rng.uniform(0, 0.12))
+    woke = metric_sum(scrape(b), "connections_unparked_total")
+    assert woke > len(clients), f"only {woke} wake-ups: the test did not exercise parking"
+    for i, c in enumerate(clients):
+        got = [m.payload for m in c.get_n(len(sent[i]))] if sent[i] else []
+        assert sorted(got) == sorted(sent[i]), f"client {i}"
