@@ -179,3 +179,31 @@ def test_clients_that_park_and_wake_all_the_time_lose_nothing(broker_factory, cl
     for i, c in enumerate(clients):
         got = [m.payload for m in c.get_n(len(sent[i]))] if sent[i] else []
         assert sorted(got) == sorted(sent[i]), f"client {i}"
+
+
+def test_a_client_that_talks_every_few_hundred_ms_stops_parking(broker_factory, uid):
+    """Parking and waking cost system calls and task spawns: a connection woken soon after
+    it parked needs twice the quiet time to park next time, so a chatty device settles
+    awake instead of paying them per message."""
+    b = broker_factory(park_idle_ms=100)
+    raw, _ = r.raw_connect(b.host, b.port, f"{uid}-chatty")
+
+    def parks() -> int:
+        return metric_sum(scrape(b), "connections_parked_total")
+
+    def talk(seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            raw.send(r.pingreq())
+            raw.expect(r.PINGRESP)
+            time.sleep(0.25)
+
+    talk(1.5)
+    assert parks() >= 1, "it parked at first"
+    time.sleep(0.3)  # the counters are published every 250 ms
+    before = parks()
+    talk(3)
+    time.sleep(0.3)
+    assert parks() - before <= 1, f"{parks() - before} parks in 3 s of talk every 250 ms"
+    # Quiet for long, it parks again.
+    wait_parked(b, 1)

@@ -88,6 +88,11 @@ pub struct ConnHandle {
     pub active: Cell<bool>,
     /// The idle sweep asks the reader to park the connection (sent with `kill_wake`).
     pub park_asked: Cell<bool>,
+    /// Looks of the idle sweep in a row that found the connection quiet.
+    pub quiet_looks: Cell<u8>,
+    /// Quiet looks it takes to park: 1, doubled each time the connection was woken soon
+    /// after parking (`park.rs`), so a device that talks every few seconds stops parking.
+    pub looks_to_park: Cell<u8>,
     /// The reader parks the connection: the writer stops once nothing is left to write.
     pub stop_writer: Cell<bool>,
     /// The writer is in a write call.
@@ -126,6 +131,8 @@ impl ConnHandle {
             keep_alive_ms: Cell::new(0),
             active: Cell::new(false),
             park_asked: Cell::new(false),
+            quiet_looks: Cell::new(0),
+            looks_to_park: Cell::new(1),
             stop_writer: Cell::new(false),
             writing: Cell::new(false),
             closing: Cell::new(false),

@@ -165,11 +165,7 @@ fn park(live: Live, guard: LiveGuard) {
     };
     // Closes the original descriptor and cancels the stream's armed poll.
     drop(stream);
-    let resting = park::Resting {
-        connection,
-        socket,
-        guard,
-    };
+    let resting = park::Resting::new(connection, socket, guard);
     match shard.parking.park(resting) {
         Ok(()) => bump(&shard.metrics.connections_parked_total, 1),
         Err(resting) => wake(*resting),
@@ -182,6 +178,7 @@ fn wake(resting: park::Resting) {
         connection,
         socket,
         guard,
+        ..
     } = resting;
     resume(connection, io::Half::new(park::into_stream(socket)), guard);
 }

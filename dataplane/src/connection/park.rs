@@ -32,8 +32,22 @@ use crate::notify::Notify;
 pub(crate) struct Resting {
     pub connection: Connection,
     pub socket: OwnedFd,
+    /// When it parked, in milliseconds of `Parking::epoch` (wrapping; 4 bytes where the
+    /// struct had padding).
+    parked_at_ms: u32,
     /// Keeps the connection counted as live, so shutdown waits for its goodbye.
     pub guard: LiveGuard,
+}
+
+impl Resting {
+    pub fn new(connection: Connection, socket: OwnedFd, guard: LiveGuard) -> Resting {
+        Resting {
+            connection,
+            socket,
+            parked_at_ms: 0,
+            guard,
+        }
+    }
 }
 
 /// Connection ids to bring back, filled by the wakers of parked connections.
@@ -58,10 +72,18 @@ pub struct Parking {
     /// the same for all).
     watch: RefCell<VecDeque<(Instant, u64)>>,
     due: Rc<Due>,
+    /// The origin of `Resting::parked_at_ms`.
+    epoch: Instant,
     /// Connections parked since the freed memory was last given back, and when that was.
     parked_since_give_back: Cell<usize>,
     last_give_back: Cell<Instant>,
 }
+
+/// A connection woken within this many times the quiet time it parked after parks less
+/// readily next time (`Parking::unpark`).
+const SOON: u64 = 4;
+/// The most quiet looks a connection can need to park (64 × 500 ms: 32 s by default).
+const MAX_LOOKS_TO_PARK: u8 = 64;
 
 /// At most this often a shard that parked connections gives its free memory back.
 const GIVE_BACK_INTERVAL: Duration = Duration::from_secs(1);
@@ -85,6 +107,7 @@ impl Parking {
             resting: RefCell::default(),
             watch: RefCell::default(),
             due: Rc::default(),
+            epoch: Instant::now(),
             parked_since_give_back: Cell::new(0),
             last_give_back: Cell::new(Instant::now()),
         }
@@ -136,7 +159,8 @@ impl Parking {
     /// reports once) and its wake-ups are pointed at the shard's revive list. `Err` gives
     /// the connection back when it cannot park.
     pub(crate) fn park(&self, resting: Resting) -> Result<(), Box<Resting>> {
-        let resting = Box::new(resting);
+        let mut resting = Box::new(resting);
+        resting.parked_at_ms = self.now_ms();
         let Some(epoll) = &self.epoll else {
             return Err(resting);
         };
@@ -175,13 +199,34 @@ impl Parking {
 
     /// Takes a connection out of rest, its socket out of the epoll instance; `None` when it
     /// is not parked (woken twice, or gone).
+    ///
+    /// A connection woken within `SOON` times the quiet time it parked after will need
+    /// twice as many quiet looks to park next time (up to `MAX_LOOKS_TO_PARK`); one that
+    /// slept longer, one look again. Parking and waking cost a few system calls and two
+    /// task spawns: a device that talks every second or two would pay them per message.
     pub(crate) fn unpark(&self, conn_id: u64) -> Option<Box<Resting>> {
         let resting = self.resting.borrow_mut().remove(&conn_id)?;
         if let Some(epoll) = &self.epoll {
             // Fails only if the socket is not registered, which it is.
             let _ = epoll.delete(resting.socket.as_fd());
         }
+        let conn = &resting.connection.conn;
+        let slept_ms = self.now_ms().wrapping_sub(resting.parked_at_ms);
+        let looks = conn.looks_to_park.get();
+        let quiet_ms = self.idle_after.as_millis() as u64 * u64::from(looks);
+        conn.looks_to_park
+            .set(if u64::from(slept_ms) < SOON * quiet_ms {
+                looks.saturating_mul(2).min(MAX_LOOKS_TO_PARK)
+            } else {
+                1
+            });
         Some(resting)
+    }
+
+    fn now_ms(&self) -> u32 {
+        // Wraps after 49 days: a sleep across the wrap reads as short, which costs one
+        // doubling of `looks_to_park`, nothing else.
+        self.epoch.elapsed().as_millis() as u32
     }
 
     /// Waits until parked connections want to come back, and returns their ids (maybe

@@ -123,8 +123,16 @@ impl Shard {
                 continue; // gone
             };
             if conn.active.replace(false) {
+                conn.quiet_looks.set(0);
+                self.parking.watch(id);
+                continue;
+            }
+            let quiet = conn.quiet_looks.get().saturating_add(1);
+            if quiet < conn.looks_to_park.get() {
+                conn.quiet_looks.set(quiet);
                 self.parking.watch(id);
             } else {
+                conn.quiet_looks.set(0);
                 conn.park_asked.set(true);
                 conn.kill_wake.notify();
             }
