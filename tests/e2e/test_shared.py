@@ -109,6 +109,19 @@ def test_invalid_shared_filter(broker, bad):
     roundtrip_ok(broker)
 
 
+def take_acknowledged(raw, n: int) -> list[bytes]:
+    """The payloads of the next `n` PUBLISHes on a raw client, each acknowledged (QoS 1)."""
+    import mqtt_raw as r
+
+    got = []
+    while len(got) < n:
+        p = raw.recv_packet(5)
+        if p.type == r.PUBLISH:
+            got.append(p.payload)
+            raw.send(r.puback(p.pid))
+    return got
+
+
 @pytest.mark.iotcore
 def test_a_member_leaving_loses_the_group_nothing_across_shards(broker, uid):
     """Members on both shards; one leaves and the publisher goes on at once. The publisher's
@@ -139,12 +152,7 @@ def test_a_member_leaving_loses_the_group_nothing_across_shards(broker, uid):
         leaver.wait_closed()
         for i in range(20):
             pub.pub(topic, f"{round_}-{i}".encode(), qos=1, pid=i + 1)
-        got = []
-        while len(got) < 20:
-            p = stayer.recv_packet(5)
-            if p.type == r.PUBLISH:
-                got.append(p.payload)
-                stayer.send(r.puback(p.pid))
+        got = take_acknowledged(stayer, 20)
         assert sorted(got) == sorted(f"{round_}-{i}".encode() for i in range(20))
         for raw in (stayer, pub):
             raw.send(r.disconnect())
@@ -177,10 +185,5 @@ def test_what_a_leaving_member_did_not_acknowledge_goes_to_another(broker, uid):
     assert taken > 0, "round robin gives each member a share"
     leaver.send(r.disconnect())
     leaver.wait_closed()
-    got = []
-    while len(got) < 10:
-        p = stayer.recv_packet(5)
-        if p.type == r.PUBLISH:
-            got.append(p.payload)
-            stayer.send(r.puback(p.pid))
+    got = take_acknowledged(stayer, 10)
     assert sorted(got) == sorted(str(i).encode() for i in range(10))
