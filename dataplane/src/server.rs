@@ -297,6 +297,8 @@ async fn run_shard(
         while !life.stop.load(Ordering::Acquire) {
             if last_metrics.elapsed() >= METRICS_INTERVAL {
                 shard.publish_metrics(&snapshot);
+                #[cfg(feature = "alloc-census")]
+                crate::census::write_heap_areas();
                 last_metrics = Instant::now();
             }
             // Reads keep the shard's clock fresh while busy; this bounds its age when idle
@@ -305,8 +307,6 @@ async fn run_shard(
             shard.expire_handshakes();
             shard.expire_keep_alives();
             shard.ask_idle_to_park();
-            #[cfg(feature = "alloc-census")]
-            crate::census::write_heap_areas();
             shard.expire_held();
             glommio::timer::sleep(HOUSEKEEPING_INTERVAL).await;
         }

@@ -135,7 +135,9 @@ pub fn serve(
 /// Serves a connection after CONNACK until it ends or parks.
 async fn serve_live(mut live: Live, guard: LiveGuard) {
     let shard = &live.connection.shard;
-    shard.parking.watch(live.connection.conn_id);
+    shard
+        .parking
+        .watch(live.connection.conn_id, shard.clock.get());
     if live.run().await {
         park(live, guard);
     }
@@ -388,7 +390,8 @@ impl Live {
                     }
                     // Something came up meanwhile: looked at again later.
                     let connection = &self.connection;
-                    connection.shard.parking.watch(connection.conn_id);
+                    let shard = &connection.shard;
+                    shard.parking.watch(connection.conn_id, shard.clock.get());
                 }
             }
         };
@@ -658,7 +661,9 @@ impl Connection {
                         if buf.is_empty() && self.conn.quiet() {
                             return ReadExit::Park;
                         }
-                        self.shard.parking.watch(self.conn_id);
+                        self.shard
+                            .parking
+                            .watch(self.conn_id, self.shard.clock.get());
                     }
                 }
             }

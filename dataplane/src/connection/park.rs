@@ -128,12 +128,13 @@ impl Parking {
         self.resting.borrow().len()
     }
 
-    /// Starts looking at an unparked connection's activity.
-    pub fn watch(&self, conn_id: u64) {
+    /// Starts looking at an unparked connection's activity, one interval after `now` (the
+    /// shard's clock is precise enough).
+    pub fn watch(&self, conn_id: u64, now: Instant) {
         if self.enabled() {
             self.watch
                 .borrow_mut()
-                .push_back((Instant::now() + self.idle_after, conn_id));
+                .push_back((now + self.idle_after, conn_id));
         }
     }
 
@@ -331,7 +332,7 @@ mod tests {
     fn watches_come_due_in_order() {
         let parking = Parking::new(1);
         for id in 1..=3 {
-            parking.watch(id);
+            parking.watch(id, Instant::now());
         }
         let mut due = Vec::new();
         parking.take_due_watches(Instant::now(), &mut due);
@@ -343,7 +344,7 @@ mod tests {
     #[test]
     fn parking_off_watches_nothing() {
         let parking = Parking::new(0);
-        parking.watch(1);
+        parking.watch(1, Instant::now());
         let mut due = Vec::new();
         parking.take_due_watches(Instant::now() + Duration::from_secs(1), &mut due);
         assert!(due.is_empty());

@@ -124,13 +124,13 @@ impl Shard {
             };
             if conn.active.replace(false) {
                 conn.quiet_looks.set(0);
-                self.parking.watch(id);
+                self.parking.watch(id, now);
                 continue;
             }
             let quiet = conn.quiet_looks.get().saturating_add(1);
             if quiet < conn.looks_to_park.get() {
                 conn.quiet_looks.set(quiet);
-                self.parking.watch(id);
+                self.parking.watch(id, now);
             } else {
                 conn.quiet_looks.set(0);
                 conn.park_asked.set(true);

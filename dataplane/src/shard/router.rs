@@ -243,8 +243,8 @@ impl Shard {
     }
 
     /// Delivers to this shard's subscribers: the ordinary ones if asked, and one member of
-    /// each listed shared subscription. A message from another shard (`origin`) is held
-    /// (and its references counted) there too.
+    /// each listed shared subscription. A message from another shard (`Peer`, `Forwarded`)
+    /// is held (and its references counted) there too.
     pub(super) fn deliver_local(
         &self,
         st: &mut ShardState,
@@ -254,7 +254,7 @@ impl Shard {
         puback: &mut Option<PubAckTo>,
         origin: Origin,
     ) {
-        let from_peer = origin != Origin::Local;
+        let from_peer = matches!(origin, Origin::Peer | Origin::Forwarded);
         // The shard's clock (set per socket read and per mesh batch) is precise enough for
         // expiry and congestion; a clock read per message was 6% of a fan-in shard's time.
         let now = self.clock.get();
