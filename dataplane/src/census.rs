@@ -151,7 +151,7 @@ unsafe extern "C" fn visit(
     true
 }
 
-/// The calling thread's heap by block size: committed bytes, bytes in live blocks, pages.
+/// The main and the long-lived heap by block size: committed bytes, bytes in live blocks, pages.
 /// Written to `IOTCORE_CENSUS.<thread name>`.
 pub fn write_heap_areas() {
     let Some(path) = std::env::var_os("IOTCORE_CENSUS") else {
@@ -162,12 +162,16 @@ pub fn write_heap_areas() {
     // heap is this thread's own.
     #[allow(unsafe_code)]
     unsafe {
-        mi_heap_visit_blocks(
-            mi_heap_main(),
-            false,
-            visit,
-            &mut sums as *mut _ as *mut std::ffi::c_void,
-        );
+        for heap in [mi_heap_main(), crate::heap::long_lived_heap()] {
+            if !heap.is_null() {
+                mi_heap_visit_blocks(
+                    heap,
+                    false,
+                    visit,
+                    &mut sums as *mut _ as *mut std::ffi::c_void,
+                );
+            }
+        }
     }
     let mut out = String::from("block_size committed used pages\n");
     for (size, (committed, used, pages)) in sums {

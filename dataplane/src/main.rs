@@ -35,14 +35,15 @@ use tracing_subscriber::EnvFilter;
 
 /// mimalloc: per-thread heaps. With glibc's malloc, a message allocated on one shard and
 /// freed on another (every cross-shard delivery) contends on the arena locks; profiles of
-/// the shadow benchmark showed 23% of the broker's time waiting there.
+/// the shadow benchmark showed 23% of the broker's time waiting there. Long-lived
+/// per-connection objects get a heap of their own (`heap.rs`).
 #[cfg(not(feature = "alloc-census"))]
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: heap::ShardAllocator = heap::ShardAllocator;
 
 #[cfg(feature = "alloc-census")]
 #[global_allocator]
-static ALLOCATOR: census::Census<mimalloc::MiMalloc> = census::Census::new(mimalloc::MiMalloc);
+static ALLOCATOR: census::Census<heap::ShardAllocator> = census::Census::new(heap::ShardAllocator);
 
 const USAGE: &str = "usage: iotcore [serve] [--config FILE]
 

@@ -108,11 +108,11 @@ pub async fn establish(shard: &Rc<Shard>, connect: &Connect) -> Option<Accepted>
     let v5 = connect.protocol == ProtocolVersion::V5;
     let assigned = connect.client_id.is_empty();
     let client_id = if assigned {
-        assigned_client_id(shard)
+        crate::heap::long_lived(|| assigned_client_id(shard))
     } else {
         // A copy of its own: a slice would keep the whole CONNECT packet (will, password,
         // properties) alive for as long as the session lives.
-        ClientId(ByteString::from(&*connect.client_id))
+        crate::heap::long_lived(|| ClientId(ByteString::from(&*connect.client_id)))
     };
 
     let requested_expiry = if v5 {
@@ -128,11 +128,11 @@ pub async fn establish(shard: &Rc<Shard>, connect: &Connect) -> Option<Accepted>
     let old = match previous {
         None => None,
         Some(owner) if owner.shard == shard.id => {
-            shard.take_local_session(&client_id, connect.clean_start)
+            shard.take_local_session(owner.key, connect.clean_start)
         }
         Some(owner) => {
             let id = shard.request(owner.shard, |to| ShardMsg::TakeSession {
-                client_id: client_id.clone(),
+                key: owner.key,
                 clean_start: connect.clean_start,
                 reply: to,
             });

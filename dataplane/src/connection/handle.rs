@@ -68,8 +68,10 @@ pub struct ConnHandle {
     max_outbound: u32,
     /// The slow-consumer timeout, in milliseconds (fields are kept narrow: see `aliases`).
     slow_timeout_ms: u32,
-    /// When the buffer was first seen over `max_outbound` with no write completed since.
-    stalled_since: Cell<Option<Instant>>,
+    /// When the buffer was first seen over `max_outbound` with no write completed since, in
+    /// `stall_clock` milliseconds; 0: not stalled. 4 bytes where an `Option<Instant>` took
+    /// 16: that kept every handle, kept while parked, out of its allocator class.
+    stalled_since_ms: Cell<u32>,
     pub writer_wake: Notify,
     kill: Cell<Option<Kill>>,
     pub kill_wake: Notify,
@@ -102,6 +104,10 @@ pub struct ConnHandle {
     /// still have a goodbye to queue (a DISCONNECT with the reason), and a writer started
     /// after the kill (a parked connection brought back by it) runs before the reader.
     closing: Cell<bool>,
+    /// What the connection keeps while parked (`park.rs`); `None` while it is awake. Here
+    /// rather than in a table of the shard's: the handle has room for it in its allocator
+    /// size class, and a table sized for every parked connection cost 32 bytes each.
+    pub(crate) resting: Cell<Option<Box<super::park::Resting>>>,
 }
 
 impl ConnHandle {
@@ -121,7 +127,7 @@ impl ConnHandle {
             buf: RefCell::new(BytesMut::new()),
             max_outbound: u32::try_from(max_outbound).unwrap_or(u32::MAX),
             slow_timeout_ms: u32::try_from(slow_timeout.as_millis()).unwrap_or(u32::MAX),
-            stalled_since: Cell::new(None),
+            stalled_since_ms: Cell::new(0),
             writer_wake: Notify::default(),
             kill: Cell::new(None),
             kill_wake: Notify::default(),
@@ -136,6 +142,7 @@ impl ConnHandle {
             stop_writer: Cell::new(false),
             writing: Cell::new(false),
             closing: Cell::new(false),
+            resting: Cell::new(None),
         }
     }
 
@@ -210,15 +217,13 @@ impl ConnHandle {
             return false;
         }
         self.held_back.set(true);
-        match self.stalled_since.get() {
-            None => self.stalled_since.set(Some(now)),
-            Some(t)
-                if now.duration_since(t)
-                    >= Duration::from_millis(u64::from(self.slow_timeout_ms)) =>
-            {
+        let now_ms = stall_clock(now);
+        match self.stalled_since_ms.get() {
+            0 => self.stalled_since_ms.set(now_ms),
+            since if now_ms.wrapping_sub(since) >= self.slow_timeout_ms => {
                 self.kill(Kill::SlowConsumer)
             }
-            Some(_) => {}
+            _ => {}
         }
         true
     }
@@ -323,10 +328,18 @@ impl ConnHandle {
     /// The writer finished a write: the connection is not stalled. Returns true when
     /// deliveries were held back and the buffer has room again: time to refill.
     pub fn wrote(&self) -> bool {
-        self.stalled_since.set(None);
+        self.stalled_since_ms.set(0);
         self.held_back.get() && self.buf.borrow().len() < self.max_outbound() && {
             self.held_back.set(false);
             true
         }
     }
+}
+
+/// Milliseconds since the first call, never 0 (the "not stalled" mark). Wraps after 49
+/// days; differences taken with `wrapping_sub` stay right across the wrap.
+fn stall_clock(now: Instant) -> u32 {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let epoch = *EPOCH.get_or_init(|| now);
+    (now.saturating_duration_since(epoch).as_millis() as u32).max(1)
 }

@@ -75,15 +75,26 @@ enum Step {
     End(End),
 }
 
-/// Counts a live connection for the shard until dropped (parked ones stay counted).
-pub(crate) struct LiveGuard(Rc<Shard>);
+/// Counts an accepted connection for the shard until dropped, through its handshake; from
+/// CONNACK on its `Connection` holds the count (parked ones stay counted), so shutdown
+/// waits for every goodbye.
+struct LiveGuard(Rc<Shard>);
 
 impl Drop for LiveGuard {
     fn drop(&mut self) {
-        self.0
-            .live_connections
-            .set(self.0.live_connections.get() - 1);
-        self.0.placement.leave(self.0.id);
+        leave(&self.0);
+    }
+}
+
+/// A connection counted by `serve` is gone.
+fn leave(shard: &Shard) {
+    shard.live_connections.set(shard.live_connections.get() - 1);
+    shard.placement.leave(shard.id);
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        leave(&self.shard);
     }
 }
 
@@ -128,24 +139,28 @@ pub fn serve(
             drop(live_guard);
             return;
         };
-        serve_live(live, live_guard).await;
+        // The count passes to the `Connection`, made right before the handshake returned
+        // (no await between), whose drop gives it back. Not a field of it: the shard is
+        // already one, and parked connections keep their `Connection` (`park.rs`).
+        std::mem::forget(live_guard);
+        serve_live(live).await;
     }
 }
 
 /// Serves a connection after CONNACK until it ends or parks.
-async fn serve_live(mut live: Live, guard: LiveGuard) {
+async fn serve_live(mut live: Live) {
     let shard = &live.connection.shard;
     shard
         .parking
         .watch(live.connection.conn_id, shard.clock.get());
     if live.run().await {
-        park(live, guard);
+        park(live);
     }
 }
 
 /// Puts an idle connection to rest (`park.rs`): its tasks end, its socket waits in the
 /// shard's epoll instance. Where that fails it goes on as before.
-fn park(live: Live, guard: LiveGuard) {
+fn park(live: Live) {
     let Live {
         connection, reader, ..
     } = live;
@@ -155,19 +170,19 @@ fn park(live: Live, guard: LiveGuard) {
         Ok(stream) => stream,
         Err(reader) => {
             tracing::warn!("a connection to park still shares its stream; it stays awake");
-            return resume(connection, reader, guard);
+            return resume(connection, reader);
         }
     };
     let socket = match affinity::duplicate(&stream) {
         Ok(fd) => fd,
         Err(e) => {
             tracing::warn!(error = %e, "cannot park a connection");
-            return resume(connection, io::Half::new(stream), guard);
+            return resume(connection, io::Half::new(stream));
         }
     };
     // Closes the original descriptor and cancels the stream's armed poll.
     drop(stream);
-    let resting = park::Resting::new(connection, socket, guard);
+    let resting = park::Resting::new(connection, socket);
     match shard.parking.park(resting) {
         Ok(()) => bump(&shard.metrics.connections_parked_total, 1),
         Err(resting) => wake(*resting),
@@ -177,16 +192,13 @@ fn park(live: Live, guard: LiveGuard) {
 /// Serves a parked connection again.
 fn wake(resting: park::Resting) {
     let park::Resting {
-        connection,
-        socket,
-        guard,
-        ..
+        connection, socket, ..
     } = resting;
-    resume(connection, io::Half::new(park::into_stream(socket)), guard);
+    resume(connection, io::Half::new(park::into_stream(socket)));
 }
 
 /// Serves a connection again with new tasks, from its stream's one half.
-fn resume(connection: Connection, reader: io::Half, guard: LiveGuard) {
+fn resume(connection: Connection, reader: io::Half) {
     let shard = connection.shard.clone();
     let writer_task = glommio::spawn_local(writer::run(
         shard.clone(),
@@ -201,7 +213,7 @@ fn resume(connection: Connection, reader: io::Half, guard: LiveGuard) {
         buf: BytesMut::new(),
         writer_task,
     };
-    glommio::spawn_local(serve_live(live, guard)).detach();
+    glommio::spawn_local(serve_live(live)).detach();
 }
 
 /// Starts the shard's task that brings parked connections back (`park.rs`).
@@ -216,8 +228,9 @@ pub fn start_parking(shard: &Rc<Shard>) {
         loop {
             shard.parking.wait_for_wakes(&mut ids).await;
             for id in ids.drain(..) {
+                let conn = shard.connections.borrow().get(&id).cloned();
                 // `None`: woken twice, or not parked.
-                if let Some(resting) = shard.parking.unpark(id) {
+                if let Some(resting) = conn.and_then(|c| shard.parking.unpark(&c)) {
                     bump(&shard.metrics.connections_unparked_total, 1);
                     wake(*resting);
                 }
@@ -306,17 +319,20 @@ async fn handshake(shard: Rc<Shard>, stream: TcpStream, mut buf: BytesMut) -> Op
 
     let version = connect.protocol;
     let limits = &shard.config.limits;
-    let conn = Rc::new(ConnHandle::new(
-        version,
-        connect.properties.maximum_packet_size.unwrap_or(u32::MAX),
-        if version == ProtocolVersion::V5 {
-            connect.properties.topic_alias_maximum.unwrap_or(0)
-        } else {
-            0
-        },
-        limits.max_outbound_bytes,
-        Duration::from_secs(limits.slow_consumer_timeout_secs),
-    ));
+    // Kept for the connection's life, parked or not: from the long-lived heap (`heap.rs`).
+    let conn = crate::heap::long_lived(|| {
+        Rc::new(ConnHandle::new(
+            version,
+            connect.properties.maximum_packet_size.unwrap_or(u32::MAX),
+            if version == ProtocolVersion::V5 {
+                connect.properties.topic_alias_maximum.unwrap_or(0)
+            } else {
+                0
+            },
+            limits.max_outbound_bytes,
+            Duration::from_secs(limits.slow_consumer_timeout_secs),
+        ))
+    });
     let mut writer_task =
         glommio::spawn_local(writer::run(shard.clone(), conn.clone(), writer_half));
 

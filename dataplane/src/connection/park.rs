@@ -17,7 +17,7 @@
 //! goes on and is looked at again later.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::rc::Rc;
 use std::task::{RawWaker, RawWakerVTable, Waker};
@@ -25,27 +25,27 @@ use std::time::{Duration, Instant};
 
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 
-use super::{Connection, LiveGuard};
+use super::handle::ConnHandle;
+use super::Connection;
 use crate::notify::Notify;
 
-/// What a parked connection keeps.
+/// What a parked connection keeps, in its handle (`ConnHandle::resting`). The connection
+/// stays counted as live (its `Connection` holds the count), so shutdown waits for its
+/// goodbye.
 pub(crate) struct Resting {
     pub connection: Connection,
     pub socket: OwnedFd,
     /// When it parked, in milliseconds of `Parking::epoch` (wrapping; 4 bytes where the
     /// struct had padding).
     parked_at_ms: u32,
-    /// Keeps the connection counted as live, so shutdown waits for its goodbye.
-    pub guard: LiveGuard,
 }
 
 impl Resting {
-    pub fn new(connection: Connection, socket: OwnedFd, guard: LiveGuard) -> Resting {
+    pub fn new(connection: Connection, socket: OwnedFd) -> Resting {
         Resting {
             connection,
             socket,
             parked_at_ms: 0,
-            guard,
         }
     }
 }
@@ -67,7 +67,8 @@ pub struct Parking {
     /// `None` when parking is off (`park_idle_ms = 0`) or epoll could not be had.
     epoll: Option<Epoll>,
     idle_after: Duration,
-    resting: RefCell<HashMap<u64, Box<Resting>>>,
+    /// Connections parked now.
+    parked: Cell<usize>,
     /// Unparked connections and when to look at each next, in that order (the interval is
     /// the same for all).
     watch: RefCell<VecDeque<(Instant, u64)>>,
@@ -104,7 +105,7 @@ impl Parking {
         Parking {
             epoll,
             idle_after: Duration::from_millis(idle_ms),
-            resting: RefCell::default(),
+            parked: Cell::new(0),
             watch: RefCell::default(),
             due: Rc::default(),
             epoch: Instant::now(),
@@ -125,7 +126,7 @@ impl Parking {
 
     /// Parked connections now.
     pub fn len(&self) -> usize {
-        self.resting.borrow().len()
+        self.parked.get()
     }
 
     /// Starts looking at an unparked connection's activity, one interval after `now` (the
@@ -160,7 +161,7 @@ impl Parking {
     /// reports once) and its wake-ups are pointed at the shard's revive list. `Err` gives
     /// the connection back when it cannot park.
     pub(crate) fn park(&self, resting: Resting) -> Result<(), Box<Resting>> {
-        let mut resting = Box::new(resting);
+        let mut resting = crate::heap::long_lived(|| Box::new(resting));
         resting.parked_at_ms = self.now_ms();
         let Some(epoll) = &self.epoll else {
             return Err(resting);
@@ -175,7 +176,8 @@ impl Parking {
             return Err(resting);
         }
         let conn = resting.connection.conn.clone();
-        self.resting.borrow_mut().insert(id, resting);
+        conn.resting.set(Some(resting));
+        self.parked.set(self.parked.get() + 1);
         self.parked_since_give_back
             .set(self.parked_since_give_back.get() + 1);
         // Pending notifications (sent since the tasks stopped) bring it back at once.
@@ -199,19 +201,19 @@ impl Parking {
     }
 
     /// Takes a connection out of rest, its socket out of the epoll instance; `None` when it
-    /// is not parked (woken twice, or gone).
+    /// is not parked (woken twice).
     ///
     /// A connection woken within `SOON` times the quiet time it parked after will need
     /// twice as many quiet looks to park next time (up to `MAX_LOOKS_TO_PARK`); one that
     /// slept longer, one look again. Parking and waking cost a few system calls and two
     /// task spawns: a device that talks every second or two would pay them per message.
-    pub(crate) fn unpark(&self, conn_id: u64) -> Option<Box<Resting>> {
-        let resting = self.resting.borrow_mut().remove(&conn_id)?;
+    pub(crate) fn unpark(&self, conn: &ConnHandle) -> Option<Box<Resting>> {
+        let resting = conn.resting.take()?;
+        self.parked.set(self.parked.get() - 1);
         if let Some(epoll) = &self.epoll {
             // Fails only if the socket is not registered, which it is.
             let _ = epoll.delete(resting.socket.as_fd());
         }
-        let conn = &resting.connection.conn;
         let slept_ms = self.now_ms().wrapping_sub(resting.parked_at_ms);
         let looks = conn.looks_to_park.get();
         let quiet_ms = self.idle_after.as_millis() as u64 * u64::from(looks);
@@ -352,10 +354,9 @@ mod tests {
     }
 }
 /// What a parked connection keeps, held to the allocator's size classes it was fitted to
-/// (mimalloc: ..., 96, 112, 128, 160, 192, 224, 256, 320, ...). A type that grows into the
-/// next class costs every idle connection that class's step, and one that shares a class
-/// with a task or stream freed at parking keeps their pages resident (bench/results,
-/// session 6: 2.5 KiB per idle connection before parking, 1.2 after).
+/// (mimalloc: ..., 96, 112, 128, 160, 192, 224, 256, 320, ...; `heap.rs` tests that a
+/// request gets its own class). A type that grows into the next class costs every idle
+/// connection that class's step (bench/results, sessions 6 and 7).
 #[cfg(test)]
 mod size_classes {
     use std::mem::size_of;

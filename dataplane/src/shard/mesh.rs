@@ -6,7 +6,7 @@
 use iotcore_core::topic::{ShareGroup, TopicFilter};
 
 use super::replies::{Reply, ReplyId, ReplyTo};
-use crate::ids::{ClientId, ShardId};
+use crate::ids::{SessionKey, ShardId};
 use crate::message::SharedMessage;
 
 pub enum ShardMsg {
@@ -43,7 +43,8 @@ pub enum ShardMsg {
     /// A new connection for `client_id` was accepted elsewhere: close the current one and
     /// hand the session over (or `None` if this shard no longer has it).
     TakeSession {
-        client_id: ClientId,
+        /// The session's key on the receiving shard, as the directory recorded it.
+        key: SessionKey,
         clean_start: bool,
         reply: ReplyTo,
     },

@@ -28,7 +28,7 @@ use iotcore_core::topic::{RetainedTree, ShareGroup, SubscriptionTrie, TopicFilte
 use crate::config::Config;
 use crate::connection::handle::ConnHandle;
 use crate::directory::Directory;
-use crate::ids::{ClientId, SessionKey, ShardId};
+use crate::ids::{SessionKey, ShardId};
 use crate::message::SharedMessage;
 use crate::metrics::{bump, Gauges, Metrics, Snapshot};
 use crate::notify::Notify;
@@ -68,7 +68,6 @@ pub struct ShardState {
     /// boxed: the table keeps spare room (up to half of it after growing), and inline slots
     /// made that room a few hundred bytes per idle connection.
     pub sessions: HashMap<SessionKey, Box<SessionSlot>, foldhash::fast::RandomState>,
-    pub by_client: HashMap<ClientId, SessionKey>,
     subs: SubscriptionTrie<SessionKey, LocalSub>,
     shared_subs: SubscriptionTrie<(ShareGroup, SessionKey), LocalSub>,
     /// Replicated on every shard: which shards have a subscriber on which filter.
@@ -212,7 +211,6 @@ impl Shard {
             backlogged: RefCell::default(),
             state: RefCell::new(ShardState {
                 sessions: HashMap::default(),
-                by_client: HashMap::new(),
                 subs: SubscriptionTrie::new(),
                 shared_subs: SubscriptionTrie::new(),
                 interest: SubscriptionTrie::new(),
@@ -391,11 +389,11 @@ impl Shard {
                 }
             }
             ShardMsg::TakeSession {
-                client_id,
+                key,
                 clean_start,
                 reply,
             } => {
-                let session = self.surrender_session(&client_id, clean_start);
+                let session = self.surrender_session(key, clean_start);
                 self.reply(reply, Reply::Session(session));
             }
             ShardMsg::Shadow(req) => self.apply_shadow_request(*req),
@@ -450,13 +448,14 @@ impl Shard {
         }
     }
 
-    /// A new connection on this shard takes the client id of a session also on this shard.
+    /// A new connection on this shard takes the client id of a session also on this shard
+    /// (`key`, the previous owner's as the directory recorded it).
     pub fn take_local_session(
         self: &Rc<Self>,
-        client_id: &ClientId,
+        key: SessionKey,
         clean_start: bool,
     ) -> Option<Session> {
-        self.surrender_session(client_id, clean_start).map(|b| *b)
+        self.surrender_session(key, clean_start).map(|b| *b)
     }
 
     /// Copies the counters and current gauges to the snapshot the admin thread reads.

@@ -23,15 +23,14 @@ impl Shard {
         for record in session.subscriptions.values() {
             acks.extend(self.add_to_tries(&mut st, key, record));
         }
-        st.by_client.insert(session.client_id.clone(), key);
-        st.sessions.insert(
-            key,
+        let slot = crate::heap::long_lived(|| {
             Box::new(SessionSlot {
                 session,
                 conn: None,
                 held: None,
-            }),
-        );
+            })
+        });
+        st.sessions.insert(key, slot);
         acks
     }
 
@@ -97,7 +96,7 @@ impl Shard {
         }
     }
 
-    /// Takes a session off this shard: its trie entries, its slot, its client id mapping.
+    /// Takes a session off this shard: its trie entries, its slot.
     pub fn remove_session(&self, key: SessionKey) -> Option<Box<SessionSlot>> {
         let mut st = self.state.borrow_mut();
         let mut slot = st.sessions.remove(&key)?;
@@ -106,22 +105,20 @@ impl Shard {
         for record in slot.session.subscriptions.values() {
             self.remove_from_tries(&mut st, key, record);
         }
-        if st.by_client.get(&slot.session.client_id) == Some(&key) {
-            st.by_client.remove(&slot.session.client_id);
-        }
         Some(slot)
     }
 
     /// Another shard took this client id: close the connection, move the session out.
     /// The old connection's will is published now if its delay is zero or the new
     /// connection starts clean (the session ends); otherwise the session goes on and the
-    /// will is dropped ([MQTT-3.1.3-9]).
+    /// will is dropped ([MQTT-3.1.3-9]). `key` is the session's as the directory recorded
+    /// it: every session is installed under the key its claim returned (and a session
+    /// whose claim was overtaken before it was installed is never installed).
     pub(super) fn surrender_session(
         self: &Rc<Self>,
-        client_id: &ClientId,
+        key: SessionKey,
         clean_start: bool,
     ) -> Option<Box<Session>> {
-        let key = *self.state.borrow().by_client.get(client_id)?;
         let mut slot = self.remove_session(key)?;
         if let Some(conn) = slot.conn.take() {
             conn.kill(Kill::TakenOver);
