@@ -100,7 +100,7 @@ mod tests {
     #[test]
     fn a_second_claim_returns_the_first_owner_and_release_of_a_stale_key_is_ignored() {
         let d = Directory::default();
-        let c = ClientId("c".into());
+        let c = ClientId::from("c");
         let (k1, prev) = d.claim(&c, ShardId(0));
         assert!(prev.is_none());
         let (k2, prev) = d.claim(&c, ShardId(1));

@@ -56,7 +56,7 @@ fn event(topic: String, body: serde_json::Value) -> Option<SharedMessage> {
         retain: false,
         properties: PublishProperties::default(),
         expires_at: None,
-        publisher: Default::default(),
+        publisher: None,
     }))
 }
 
@@ -132,7 +132,7 @@ mod tests {
 
     #[test]
     fn disconnected_event_has_the_aws_fields() {
-        let id = ClientId("dev-1".into());
+        let id = ClientId::from("dev-1");
         let who = Who {
             client_id: &id,
             session_identifier: "s",
@@ -149,7 +149,7 @@ mod tests {
 
     #[test]
     fn client_ids_with_wildcards_get_no_event() {
-        let id = ClientId("a+b".into());
+        let id = ClientId::from("a+b");
         let who = Who {
             client_id: &id,
             session_identifier: "s",

@@ -1,6 +1,6 @@
 //! Identifier newtypes of the data plane.
 
-use bytestring::ByteString;
+use std::sync::Arc;
 
 /// Index of a shard: one thread, one glommio executor, one core.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -11,13 +11,26 @@ pub struct ShardId(pub usize);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SessionKey(pub u64);
 
-/// An MQTT client identifier, validated for length at CONNECT.
+/// An MQTT client identifier, validated for length at CONNECT. 16 bytes (a `ByteString`
+/// was 32): every session, connection, directory entry and message holds one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ClientId(pub ByteString);
+pub struct ClientId(Arc<str>);
 
 impl ClientId {
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl From<&str> for ClientId {
+    fn from(s: &str) -> Self {
+        ClientId(Arc::from(s))
+    }
+}
+
+impl From<String> for ClientId {
+    fn from(s: String) -> Self {
+        ClientId(Arc::from(s))
     }
 }
 

@@ -19,8 +19,8 @@ pub struct Message {
     pub properties: PublishProperties,
     /// From the Message Expiry Interval: a message past this is not delivered.
     pub expires_at: Option<Instant>,
-    /// The publishing client, for No Local; empty for messages the broker makes itself.
-    pub publisher: ByteString,
+    /// The publishing client, for No Local; `None` for messages the broker makes itself.
+    pub publisher: Option<crate::ids::ClientId>,
 }
 
 pub type SharedMessage = Arc<Message>;
@@ -73,7 +73,7 @@ mod tests {
                 ..Default::default()
             },
             expires_at: Some(expires_at),
-            publisher: ByteString::new(),
+            publisher: None,
         }
     }
 

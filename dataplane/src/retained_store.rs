@@ -205,7 +205,7 @@ mod tests {
                 ..Default::default()
             },
             expires_at: expiry.map(|d| Instant::now() + d),
-            publisher: ByteString::from_static("pub"),
+            publisher: Some(crate::ids::ClientId::from("pub")),
         }
     }
 

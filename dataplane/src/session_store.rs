@@ -149,7 +149,7 @@ impl SessionStore {
         offline_since_ms: Option<u64>,
     ) -> Result<bool, SessionStoreError> {
         let record = SessionRecord {
-            client: session.client_id.0.to_string(),
+            client: session.client_id.as_str().to_string(),
             expiry_secs: session.expiry_secs,
             offline_since_ms,
             subscriptions: session
@@ -286,7 +286,7 @@ impl crate::durable::Logged for SessionStore {
 }
 
 fn put_client(r: &mut Vec<u8>, client: &ClientId) {
-    let bytes = client.0.as_bytes();
+    let bytes = client.as_str().as_bytes();
     // Client ids are at most 65535 bytes (limits.max_client_id_bytes is checked to be).
     let len = u16::try_from(bytes.len()).unwrap_or(u16::MAX);
     r.extend_from_slice(&len.to_le_bytes());
@@ -301,7 +301,7 @@ fn get_client(bytes: &[u8], at: usize) -> Result<(ClientId, usize), String> {
         .ok_or("short record")?;
     let raw = bytes.get(at + 2..at + 2 + len).ok_or("short record")?;
     let s = std::str::from_utf8(raw).map_err(|_| "client id is not UTF-8")?;
-    Ok((ClientId(ByteString::from(s.to_string())), at + 2 + len))
+    Ok((ClientId::from(s), at + 2 + len))
 }
 
 fn get_u64(bytes: &[u8], at: usize) -> Result<u64, String> {
@@ -323,7 +323,7 @@ fn apply(
         SESSION => {
             let record: SessionRecord =
                 serde_json::from_slice(&bytes[2..]).map_err(|e| e.to_string())?;
-            let client = ClientId(ByteString::from(record.client));
+            let client = ClientId::from(record.client);
             live.entry(client).or_default().session = bytes.to_vec();
         }
         QUEUED => {
@@ -385,7 +385,7 @@ fn recover(image: &Image, now_ms: u64) -> Result<Option<RecoveredSession>, Strin
         }
     }
     Ok(Some(RecoveredSession {
-        client_id: ClientId(ByteString::from(record.client)),
+        client_id: ClientId::from(record.client),
         expiry_secs: record.expiry_secs,
         offline_since_ms: record.offline_since_ms,
         subscriptions,
@@ -441,7 +441,7 @@ mod tests {
                 retain: false,
                 properties: PublishProperties::default(),
                 expires_at: None,
-                publisher: ByteString::from_static("p"),
+                publisher: Some(ClientId::from("p")),
             }),
             retain: false,
             subscription_ids: vec![7],
@@ -450,7 +450,7 @@ mod tests {
     }
 
     fn session(client: &str, expiry: u32) -> Session {
-        let mut s = Session::new(ClientId(ByteString::from(client.to_string())), 10, 100, 10);
+        let mut s = Session::new(ClientId::from(client), 10, 100, 10);
         s.expiry_secs = expiry;
         s.subscriptions.insert(
             ByteString::from_static("q/#"),
@@ -492,7 +492,7 @@ mod tests {
         let (mut store, found, _) = SessionStore::open(dir.path(), 4096, 0, true).unwrap();
         assert_eq!(found.len(), 1, "b ended, c expired");
         let a = &found[0];
-        assert_eq!(&*a.client_id.0, "a");
+        assert_eq!(a.client_id.as_str(), "a");
         assert_eq!(a.expiry_secs, 3600);
         assert!(a.offline_since_ms.is_some());
         assert_eq!(a.subscriptions.len(), 1);

@@ -66,7 +66,7 @@ pub fn decode_message(bytes: &[u8], now_ms: u64) -> Result<Option<SharedMessage>
         retain: p.retain,
         properties: p.properties,
         expires_at,
-        publisher: ByteString::new(),
+        publisher: None,
     })))
 }
 
@@ -112,7 +112,7 @@ mod tests {
                 ..Default::default()
             },
             expires_at: Some(Instant::now() + Duration::from_secs(60)),
-            publisher: ByteString::from_static("p"),
+            publisher: Some(crate::ids::ClientId::from("p")),
         };
         let mut bytes = Vec::new();
         encode(&m, &mut bytes).unwrap();

@@ -94,11 +94,12 @@ struct Flight<M> {
 #[derive(Debug)]
 pub struct Outbound<M> {
     flight: VecDeque<Flight<M>>,
-    /// How many entries of `flight` are parked.
-    parked: usize,
+    /// How many entries of `flight` are parked (at most 65535: each has its own packet id).
+    /// Fields are kept narrow: a broker keeps one `Outbound` per session, idle or not.
+    parked: u16,
     queue: VecDeque<(QoS, M)>,
     window: u16,
-    queue_limit: usize,
+    queue_limit: u32,
     /// The next packet identifier to try; wraps 65535 -> 1.
     next_id: u16,
     /// How far the allocator has walked round the id space in total: `next_id`'s position.
@@ -117,7 +118,7 @@ impl<M> Outbound<M> {
             parked: 0,
             queue: VecDeque::new(),
             window: window.max(1),
-            queue_limit,
+            queue_limit: u32::try_from(queue_limit).unwrap_or(u32::MAX),
             next_id: 1,
             position: 0,
             allocated_at: 0,
@@ -164,7 +165,7 @@ impl<M> Outbound<M> {
     /// in-flight, messages, and a limit of 0 still lets messages straight into a free window.
     pub fn enqueue(&mut self, msg: M, qos: QoS) -> Result<(), QueueFull<M>> {
         let free = usize::from(self.window).saturating_sub(self.in_flight_len());
-        if self.queued_len() >= self.queue_limit.saturating_add(free) {
+        if self.queued_len() >= (self.queue_limit as usize).saturating_add(free) {
             return Err(QueueFull(msg));
         }
         let qos = match qos {
@@ -303,12 +304,12 @@ impl<M> Outbound<M> {
 
     /// Messages in flight on this connection (sent, not yet fully acknowledged).
     pub fn in_flight_len(&self) -> usize {
-        self.flight.len() - self.parked
+        self.flight.len() - usize::from(self.parked)
     }
 
     /// Messages waiting for room in the window, parked ones included.
     pub fn queued_len(&self) -> usize {
-        self.queue.len() + self.parked
+        self.queue.len() + usize::from(self.parked)
     }
 
     pub fn window(&self) -> u16 {

@@ -96,7 +96,7 @@ fn assigned_client_id(shard: &Shard) -> ClientId {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
-    ClientId(format!("iotcore-{}-{nanos:08x}-{n}", shard.id.0).into())
+    ClientId::from(format!("iotcore-{}-{nanos:08x}-{n}", shard.id.0))
 }
 
 /// Claims the client id, brings its old session here if it had one, and installs the
@@ -112,7 +112,7 @@ pub async fn establish(shard: &Rc<Shard>, connect: &Connect) -> Option<Accepted>
     } else {
         // A copy of its own: a slice would keep the whole CONNECT packet (will, password,
         // properties) alive for as long as the session lives.
-        crate::heap::long_lived(|| ClientId(ByteString::from(&*connect.client_id)))
+        crate::heap::long_lived(|| ClientId::from(&*connect.client_id))
     };
 
     let requested_expiry = if v5 {
@@ -192,7 +192,7 @@ pub async fn establish(shard: &Rc<Shard>, connect: &Connect) -> Option<Accepted>
             properties.session_expiry_interval = Some(expiry);
         }
         if assigned {
-            properties.assigned_client_identifier = Some(client_id.0.clone());
+            properties.assigned_client_identifier = Some(ByteString::from(client_id.as_str()));
         }
         if keep_alive != connect.keep_alive {
             properties.server_keep_alive = Some(keep_alive);

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytestring::ByteString;
 use iotcore_core::mqtt::{
     AckProperties, Packet, PacketId, ProtocolVersion, PubResponse, Publish, QoS, ReasonCode,
     SubAck, Subscribe, UnsubAck, Unsubscribe,
@@ -298,7 +297,7 @@ impl Connection {
             retain: p.retain,
             properties,
             expires_at,
-            publisher: self.client_id.0.clone(),
+            publisher: Some(self.client_id.clone()),
         });
         // A QoS 1 PUBACK someone else may send: a shadow request's goes with its answer, and
         // a backlogged subscriber may hold any other (publisher flow control, flow.rs).
@@ -381,7 +380,7 @@ impl Connection {
                         retain: false,
                         properties: Default::default(),
                         expires_at: None,
-                        publisher: ByteString::new(),
+                        publisher: None,
                     }));
                 }
                 false

@@ -366,11 +366,11 @@ mod size_classes {
 
     #[test]
     fn parked_state_stays_in_its_size_classes() {
-        assert!(size_of::<super::Resting>() <= 96, "Resting");
+        assert!(size_of::<super::Resting>() <= 80, "Resting");
         assert!(
             size_of::<crate::connection::handle::ConnHandle>() + RC_HEADER <= 192,
             "ConnHandle"
         );
-        assert!(size_of::<crate::shard::SessionSlot>() <= 256, "SessionSlot");
+        assert!(size_of::<crate::shard::SessionSlot>() <= 224, "SessionSlot");
     }
 }

@@ -459,7 +459,7 @@ impl Shard {
         let Some(slot) = st.sessions.get_mut(&key) else {
             return;
         };
-        if no_local && slot.session.client_id.0 == message.publisher {
+        if no_local && message.publisher.as_ref() == Some(&slot.session.client_id) {
             return;
         }
         let qos = sub_qos.min(message.qos);

@@ -151,7 +151,7 @@ impl Shard {
             retain: will.retain,
             properties,
             expires_at,
-            publisher: client_id.0.clone(),
+            publisher: Some(client_id.clone()),
         });
         // Nobody waits on a will: the acks of a retained will are not needed.
         self.route_unacked(message);

@@ -102,7 +102,7 @@ impl Shard {
                         retain: false,
                         properties: PublishProperties::default(),
                         expires_at: None,
-                        publisher: ByteString::new(),
+                        publisher: None,
                     });
                     self.route_unacked(message);
                 }
