@@ -9,6 +9,7 @@ mod config;
 mod connection;
 mod directory;
 mod durable;
+mod epoch;
 mod events;
 mod flow;
 mod heap;
@@ -55,6 +56,7 @@ const USAGE: &str = "usage: iotcore [serve] [--config FILE]
 Logging: RUST_LOG (default: info), e.g. RUST_LOG=iotcore_dataplane=debug";
 
 fn main() -> ExitCode {
+    epoch::start();
     #[cfg(feature = "alloc-census")]
     census::start_writer();
     let mut config_path: Option<PathBuf> = None;

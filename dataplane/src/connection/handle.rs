@@ -69,7 +69,7 @@ pub struct ConnHandle {
     /// The slow-consumer timeout, in milliseconds (fields are kept narrow: see `aliases`).
     slow_timeout_ms: u32,
     /// When the buffer was first seen over `max_outbound` with no write completed since, in
-    /// `stall_clock` milliseconds; 0: not stalled. 4 bytes where an `Option<Instant>` took
+    /// `epoch::millis32`; 0: not stalled. 4 bytes where an `Option<Instant>` took
     /// 16: that kept every handle, kept while parked, out of its allocator class.
     stalled_since_ms: Cell<u32>,
     pub writer_wake: Notify,
@@ -217,7 +217,7 @@ impl ConnHandle {
             return false;
         }
         self.held_back.set(true);
-        let now_ms = stall_clock(now);
+        let now_ms = crate::epoch::millis32(now);
         match self.stalled_since_ms.get() {
             0 => self.stalled_since_ms.set(now_ms),
             since if now_ms.wrapping_sub(since) >= self.slow_timeout_ms => {
@@ -334,12 +334,4 @@ impl ConnHandle {
             true
         }
     }
-}
-
-/// Milliseconds since the first call, never 0 (the "not stalled" mark). Wraps after 49
-/// days; differences taken with `wrapping_sub` stay right across the wrap.
-fn stall_clock(now: Instant) -> u32 {
-    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    let epoch = *EPOCH.get_or_init(|| now);
-    (now.saturating_duration_since(epoch).as_millis() as u32).max(1)
 }

@@ -83,7 +83,7 @@ impl Shard {
         // The CONNECT just arrived: the quiet time starts now, not when the socket was
         // accepted (a slow handshake must not eat into the first keep-alive period).
         conn.last_read.set(std::time::Instant::now());
-        let check = conn.last_read.get() + limit;
+        let check = crate::epoch::micros(conn.last_read.get() + limit);
         self.keep_alives
             .borrow_mut()
             .push(Reverse((check, conn_id)));
@@ -95,12 +95,15 @@ impl Shard {
     /// so up to one housekeeping interval late.
     pub fn expire_keep_alives(&self) {
         let now = std::time::Instant::now();
+        let now_us = crate::epoch::micros(now);
         self.compact_keep_alives();
         loop {
             let due = {
                 let mut heap = self.keep_alives.borrow_mut();
                 match heap.peek() {
-                    Some(Reverse((at, _))) if *at <= now => heap.pop().map(|Reverse((_, id))| id),
+                    Some(Reverse((at, _))) if *at <= now_us => {
+                        heap.pop().map(|Reverse((_, id))| id)
+                    }
                     _ => None,
                 }
             };
@@ -113,7 +116,9 @@ impl Shard {
             if next <= now {
                 conn.kill(Kill::KeepAlive);
             } else {
-                self.keep_alives.borrow_mut().push(Reverse((next, id)));
+                self.keep_alives
+                    .borrow_mut()
+                    .push(Reverse((crate::epoch::micros(next), id)));
             }
         }
     }

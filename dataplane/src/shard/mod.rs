@@ -142,8 +142,10 @@ pub struct Shard {
     handshakes: RefCell<std::collections::VecDeque<(std::time::Instant, u64)>>,
     handshake_waits: RefCell<HashMap<u64, Rc<Notify>>>,
     next_handshake: Cell<u64>,
-    /// When to look at a connection's keep-alive next, by connection id (earliest first).
-    keep_alives: RefCell<BinaryHeap<Reverse<(std::time::Instant, u64)>>>,
+    /// When to look at a connection's keep-alive next, by connection id (earliest first):
+    /// (when, in `epoch::micros`; connection id), 16 bytes an entry where an `Instant` made
+    /// it 24, one entry per connection with a keep-alive.
+    keep_alives: RefCell<BinaryHeap<Reverse<(u64, u64)>>>,
     /// Idle connections at rest, and the watch that finds them (`connection/park.rs`).
     pub parking: crate::connection::park::Parking,
 }
