@@ -232,6 +232,19 @@ async fn connect_many(
     keep_alive: u16,
     concurrency: usize,
 ) -> Result<Vec<Client>> {
+    connect_many_timed(addr, specs, qos, keep_alive, concurrency, None).await
+}
+
+/// `connect_many`, noting each client's time from the TCP connect to its CONNACK (and
+/// SUBACK, if it subscribes) in `times` (µs).
+async fn connect_many_timed(
+    addr: SocketAddr,
+    specs: Vec<Spec>,
+    qos: QoS,
+    keep_alive: u16,
+    concurrency: usize,
+    times: Option<Arc<Mutex<hdrhistogram::Histogram<u64>>>>,
+) -> Result<Vec<Client>> {
     let n = specs.len();
     let specs = Arc::new(specs);
     let next = Arc::new(AtomicUsize::new(0));
@@ -240,12 +253,14 @@ async fn connect_many(
     let mut set = JoinSet::new();
     for _ in 0..concurrency.clamp(1, n.max(1)) {
         let (specs, next, slots) = (specs.clone(), next.clone(), slots.clone());
+        let times = times.clone();
         set.spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(spec) = specs.get(i) else {
                     return Ok::<_, anyhow::Error>(());
                 };
+                let started = Instant::now();
                 let c = proto::connect(
                     addr,
                     &spec.id,
@@ -254,6 +269,9 @@ async fn connect_many(
                 )
                 .await
                 .with_context(|| format!("client {} of {n}", i + 1))?;
+                if let Some(Ok(mut h)) = times.as_ref().map(|t| t.lock()) {
+                    let _ = h.record(started.elapsed().as_micros().max(1) as u64);
+                }
                 if let Ok(mut s) = slots.lock() {
                     s[i] = Some(c);
                 }
@@ -622,13 +640,17 @@ async fn connections(p: &Params) -> Result<Value> {
         })
         .collect();
     let meter = CpuMeter::start(ticks, p.broker_pid)?;
+    let times = Arc::new(Mutex::new(hdrhistogram::Histogram::<u64>::new_with_bounds(
+        1, 60_000_000, 3,
+    )?));
     let t0 = Instant::now();
-    let result = connect_many(
+    let result = connect_many_timed(
         p.addr,
         specs,
         QoS::AtMostOnce,
         p.keep_alive(),
         p.connect_concurrency,
+        Some(times.clone()),
     )
     .await;
     let connect_s = t0.elapsed().as_secs_f64();
@@ -672,6 +694,11 @@ async fn connections(p: &Params) -> Result<Value> {
         "connections": n,
         "connect_s": connect_s,
         "connects_per_s": n as f64 / connect_s,
+        "concurrency": p.connect_concurrency,
+        // Each client's time from its TCP connect to its CONNACK, in µs.
+        "connect_p50_us": times.lock().map(|h| h.value_at_quantile(0.5)).ok(),
+        "connect_p99_us": times.lock().map(|h| h.value_at_quantile(0.99)).ok(),
+        "connect_max_us": times.lock().map(|h| h.max()).ok(),
         "alive_after_hold": alive,
         "hold_s": hold.as_secs_f64(),
         "broker_rss_before_kib": rss_before,

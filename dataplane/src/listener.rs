@@ -5,20 +5,25 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{FromRawFd, IntoRawFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// Pending connections the kernel may hold per shard before accept.
 const BACKLOG: i32 = 4096;
 
-pub fn bind(addr: SocketAddr) -> io::Result<glommio::net::TcpListener> {
+fn listening_socket(addr: SocketAddr) -> io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
     socket.bind(&addr.into())?;
     socket.listen(BACKLOG)?;
-    let fd = socket.into_raw_fd();
+    Ok(socket)
+}
+
+/// A glommio listener (the HTTP server's).
+pub fn bind(addr: SocketAddr) -> io::Result<glommio::net::TcpListener> {
+    let fd = listening_socket(addr)?.into_raw_fd();
     // The one `unsafe` of the project: glommio takes a listener only by `bind` (which sets no
     // SO_REUSEADDR) or from a raw fd.
     // SAFETY: `fd` is a bound, listening TCP socket that nothing else owns; `into_raw_fd`
@@ -26,6 +31,62 @@ pub fn bind(addr: SocketAddr) -> io::Result<glommio::net::TcpListener> {
     #[allow(unsafe_code)]
     let listener = unsafe { glommio::net::TcpListener::from_raw_fd(fd) };
     Ok(listener)
+}
+
+/// The MQTT listener of one shard. It accepts with plain non-blocking `accept4` calls, every
+/// pending connection at once, after waiting for readiness with one poll on the ring.
+///
+/// Why not glommio's `accept`: each of its calls toggles the listener's `O_NONBLOCK` around
+/// the attempt (three `fcntl`s per connection, and three more for the attempt that finds
+/// none), and the peer's address then costs a `getpeername`. Here the listener is
+/// non-blocking for good and `accept4` returns the address: 17.5 system calls per
+/// connection's life became 13 (`strace -c -f` while 5,000 clients connect, park and leave).
+pub struct Listener {
+    socket: Socket,
+}
+
+/// At most this many connections are accepted before the accepting task lets the shard run
+/// the ones it accepted.
+const ACCEPT_BATCH: usize = 64;
+
+pub fn bind_mqtt(addr: SocketAddr) -> io::Result<Listener> {
+    let socket = listening_socket(addr)?;
+    socket.set_nonblocking(true)?;
+    Ok(Listener { socket })
+}
+
+impl Listener {
+    /// Waits for connections and appends the pending ones (up to a batch) to `into`, each with
+    /// its peer's address. Connections that fail between the handshake and the accept
+    /// (`ECONNABORTED`) are skipped; another error is returned only when nothing was taken.
+    pub async fn accept_pending(&self, into: &mut Vec<(OwnedFd, SocketAddr)>) -> io::Result<()> {
+        loop {
+            while into.len() < ACCEPT_BATCH {
+                match self.socket.accept() {
+                    Ok((socket, addr)) => {
+                        // Always an internet address on a TCP listener; one that is not is
+                        // asked for again by the connection.
+                        let peer = addr
+                            .as_socket()
+                            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+                        into.push((socket.into(), peer));
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                        ) => {}
+                    Err(e) if into.is_empty() => return Err(e),
+                    Err(_) => return Ok(()),
+                }
+            }
+            if !into.is_empty() {
+                return Ok(());
+            }
+            glommio::net::wait_readable(self.socket.as_raw_fd()).await?;
+        }
+    }
 }
 
 /// Checks, before any shard starts, that no other program listens on `addr`: a plain bind

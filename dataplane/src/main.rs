@@ -11,6 +11,7 @@ mod directory;
 mod durable;
 mod epoch;
 mod events;
+mod fds;
 mod flow;
 mod heap;
 mod http;
@@ -109,6 +110,10 @@ fn main() -> ExitCode {
     };
     if !config.server.transparent_huge_pages {
         disable_transparent_huge_pages();
+    }
+    match fds::prepare() {
+        Ok(limit) => tracing::info!(open_files_limit = limit, "descriptor table ready"),
+        Err(e) => tracing::warn!(error = %e, "cannot prepare the descriptor table"),
     }
     let code = match server::run(config) {
         Ok(()) => 0,

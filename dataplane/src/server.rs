@@ -258,28 +258,32 @@ async fn run_shard(
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.http.bind))?;
         glommio::spawn_local(crate::http::serve(shard.clone(), http)).detach();
     }
-    let listener = listener::bind(config.mqtt.bind)
+    let listener = listener::bind_mqtt(config.mqtt.bind)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.mqtt.bind))?;
     tracing::debug!(shard = id.0, "listening");
     let snapshot = snapshots.get(id.0).cloned().unwrap_or_default();
 
     let accept = async {
+        let mut accepted = Vec::new();
         loop {
-            match listener.shared_accept().await {
-                Ok(accepted) => {
-                    // Served here, or by a shard with fewer connections (`placement.rs`).
-                    let to = shard.placement.place(id);
-                    if to == id {
-                        let stream = accepted.bind_to_executor();
-                        glommio::spawn_local(connection::serve(
-                            shard.clone(),
-                            stream,
-                            BytesMut::new(),
-                        ))
-                        .detach();
-                    } else {
-                        crate::metrics::bump(&shard.metrics.connections_handed_over_total, 1);
-                        shard.post_to(to, ShardMsg::Adopt(accepted));
+            match listener.accept_pending(&mut accepted).await {
+                Ok(()) => {
+                    for (socket, peer) in accepted.drain(..) {
+                        // Served here, or by a shard with fewer connections (`placement.rs`).
+                        let to = shard.placement.place(id);
+                        if to == id {
+                            let stream = connection::stream_of(socket);
+                            glommio::spawn_local(connection::serve(
+                                shard.clone(),
+                                stream,
+                                BytesMut::new(),
+                                Some(peer),
+                            ))
+                            .detach();
+                        } else {
+                            crate::metrics::bump(&shard.metrics.connections_handed_over_total, 1);
+                            shard.post_to(to, ShardMsg::Adopt(Box::new((socket, peer))));
+                        }
                     }
                 }
                 Err(e) => {

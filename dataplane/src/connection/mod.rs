@@ -125,15 +125,17 @@ pub(crate) struct Connection {
 /// life. It is boxed before the task is made, so not even the socket's argument slot stays
 /// in the task. What the connection keeps is `Live`.
 ///
-/// `read` holds bytes already read from the socket (by the shard that handed it over).
+/// `read` holds bytes already read from the socket (by the shard that handed it over);
+/// `peer` is the client's address when the accept gave it.
 pub fn serve(
     shard: Rc<Shard>,
     stream: TcpStream,
     read: BytesMut,
+    peer: Option<std::net::SocketAddr>,
 ) -> impl std::future::Future<Output = ()> {
     shard.live_connections.set(shard.live_connections.get() + 1);
     let live_guard = LiveGuard(shard.clone());
-    let handshake = Box::pin(handshake(shard, stream, read));
+    let handshake = Box::pin(handshake(shard, stream, read, peer));
     async move {
         let Some(live) = handshake.await else {
             drop(live_guard);
@@ -194,7 +196,7 @@ fn wake(resting: park::Resting) {
     let park::Resting {
         connection, socket, ..
     } = resting;
-    resume(connection, io::Half::new(park::into_stream(socket)));
+    resume(connection, io::Half::new(stream_of(socket)));
 }
 
 /// Serves a connection again with new tasks, from its stream's one half.
@@ -214,6 +216,18 @@ fn resume(connection: Connection, reader: io::Half) {
         writer_task,
     };
     glommio::spawn_local(serve_live(live)).detach();
+}
+
+/// A TCP socket (accepted, or a parked connection's) as a glommio stream of the calling
+/// shard.
+pub fn stream_of(socket: std::os::fd::OwnedFd) -> TcpStream {
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    // SAFETY: `socket` is an open TCP socket that nothing else owns; the stream takes the
+    // descriptor over and is its only owner from here on.
+    #[allow(unsafe_code)]
+    unsafe {
+        TcpStream::from_raw_fd(socket.into_raw_fd())
+    }
 }
 
 /// Starts the shard's task that brings parked connections back (`park.rs`).
@@ -251,8 +265,16 @@ struct Live {
 
 /// CONNECT to CONNACK. `None` when the connection ended there (refused, timed out, bad
 /// first packet).
-async fn handshake(shard: Rc<Shard>, stream: TcpStream, mut buf: BytesMut) -> Option<Live> {
-    let peer = stream.peer_addr().ok()?;
+async fn handshake(
+    shard: Rc<Shard>,
+    stream: TcpStream,
+    mut buf: BytesMut,
+    peer: Option<std::net::SocketAddr>,
+) -> Option<Live> {
+    let peer = match peer {
+        Some(peer) => peer,
+        None => stream.peer_addr().ok()?,
+    };
     let _ = stream.set_nodelay(true);
     let (mut reader, writer_half) = io::split(stream);
     let mut decoder = Decoder::new(shard.config.limits.max_packet_bytes);

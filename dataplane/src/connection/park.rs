@@ -18,7 +18,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::rc::Rc;
 use std::task::{RawWaker, RawWakerVTable, Waker};
 use std::time::{Duration, Instant};
@@ -287,16 +287,6 @@ impl Parking {
                 }
             }
         }
-    }
-}
-
-/// The socket as a glommio stream of this shard again.
-pub(crate) fn into_stream(socket: OwnedFd) -> glommio::net::TcpStream {
-    // SAFETY: `socket` is an open TCP socket owned by the resting connection; the stream
-    // takes the descriptor over and is its only owner from here on.
-    #[allow(unsafe_code)]
-    unsafe {
-        glommio::net::TcpStream::from_raw_fd(socket.into_raw_fd())
     }
 }
 

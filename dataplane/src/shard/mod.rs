@@ -407,25 +407,32 @@ impl Shard {
             } => self.answer_shadow_list(&thing, next_token.as_deref(), page_size, reply),
             ShardMsg::Reply { id, reply } => self.replies.complete(id, reply),
             ShardMsg::PubAck(to) => self.send_puback(to),
-            ShardMsg::Adopt(accepted) => {
-                self.serve_handed_over(accepted.bind_to_executor(), BytesMut::new());
+            ShardMsg::Adopt(adopted) => {
+                let (socket, peer) = *adopted;
+                let stream = crate::connection::stream_of(socket);
+                self.serve_handed_over(stream, BytesMut::new(), Some(peer));
             }
             ShardMsg::Handover(handover) => {
                 let (stream, read) = handover.into_parts();
-                self.serve_handed_over(stream, read);
+                self.serve_handed_over(stream, read, None);
             }
         }
     }
 
     /// Serves a connection another shard counted for this one (`Adopt`, `Handover`), with
-    /// the bytes already read from it.
-    fn serve_handed_over(self: &Rc<Self>, stream: glommio::net::TcpStream, read: BytesMut) {
+    /// the bytes already read from it (and its peer's address, if known).
+    fn serve_handed_over(
+        self: &Rc<Self>,
+        stream: glommio::net::TcpStream,
+        read: BytesMut,
+        peer: Option<std::net::SocketAddr>,
+    ) {
         if self.shutting_down.get() {
             // Closed by the drop; the count taken for it is given back.
             self.placement.leave(self.id);
             return;
         }
-        glommio::spawn_local(crate::connection::serve(self.clone(), stream, read)).detach();
+        glommio::spawn_local(crate::connection::serve(self.clone(), stream, read, peer)).detach();
     }
 
     fn reply(&self, to: ReplyTo, reply: Reply) {
