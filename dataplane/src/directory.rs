@@ -16,8 +16,32 @@ pub struct Owner {
     pub key: SessionKey,
 }
 
+/// An `Owner` in 8 bytes: the shard in the top 16 bits, the key below. Keys come from one
+/// counter per process, one per connect: 2^48 of them is 89 years at 100,000 connects a
+/// second. The map holds an entry per client id, so 8 bytes less an entry was 13 bytes less
+/// per idle connection (its room included).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct PackedOwner(u64);
+
+const KEY_BITS: u32 = 48;
+
+impl PackedOwner {
+    fn new(owner: Owner) -> PackedOwner {
+        PackedOwner(((owner.shard.0 as u64) << KEY_BITS) | (owner.key.0 & ((1 << KEY_BITS) - 1)))
+    }
+    fn owner(self) -> Owner {
+        Owner {
+            shard: ShardId((self.0 >> KEY_BITS) as usize),
+            key: self.key(),
+        }
+    }
+    fn key(self) -> SessionKey {
+        SessionKey(self.0 & ((1 << KEY_BITS) - 1))
+    }
+}
+
 pub struct Directory {
-    owners: Mutex<HashMap<ClientId, Owner>>,
+    owners: Mutex<HashMap<ClientId, PackedOwner>>,
     next_key: AtomicU64,
     /// Persistent sessions on the session logs of all shards: while there are none, a QoS 1
     /// publish needs no acknowledgement from the shards it is delivered on.
@@ -42,7 +66,7 @@ impl Default for Directory {
 }
 
 impl Directory {
-    fn owners(&self) -> MutexGuard<'_, HashMap<ClientId, Owner>> {
+    fn owners(&self) -> MutexGuard<'_, HashMap<ClientId, PackedOwner>> {
         // A panic elsewhere while holding the lock leaves the map itself consistent (every
         // operation is a single insert or remove), so poisoning is ignored.
         self.owners.lock().unwrap_or_else(|e| e.into_inner())
@@ -52,14 +76,16 @@ impl Directory {
     /// previous owner, whose session must be taken over.
     pub fn claim(&self, client: &ClientId, shard: ShardId) -> (SessionKey, Option<Owner>) {
         let key = SessionKey(self.next_key.fetch_add(1, Ordering::Relaxed) + 1);
-        let previous = self.owners().insert(client.clone(), Owner { shard, key });
-        (key, previous)
+        let owner = PackedOwner::new(Owner { shard, key });
+        let previous = self.owners().insert(client.clone(), owner);
+        // The key as stored: equal to `key` for the first 2^48 connects.
+        (owner.key(), previous.map(PackedOwner::owner))
     }
 
     /// Forgets `client` if `key` is still its current session.
     pub fn release(&self, client: &ClientId, key: SessionKey) {
         let mut owners = self.owners();
-        if owners.get(client).is_some_and(|o| o.key == key) {
+        if owners.get(client).is_some_and(|o| o.key() == key) {
             owners.remove(client);
         }
     }
@@ -83,7 +109,7 @@ impl Directory {
     }
 
     pub fn is_current(&self, client: &ClientId, key: SessionKey) -> bool {
-        self.owners().get(client).is_some_and(|o| o.key == key)
+        self.owners().get(client).is_some_and(|o| o.key() == key)
     }
 
     #[cfg(test)]
@@ -115,5 +141,25 @@ mod tests {
         assert!(d.is_current(&c, k2));
         d.release(&c, k2);
         assert_eq!(d.len(), 0);
+    }
+
+    #[test]
+    fn an_owner_packs_and_unpacks() {
+        for owner in [
+            Owner {
+                shard: ShardId(0),
+                key: SessionKey(1),
+            },
+            Owner {
+                shard: ShardId(65535),
+                key: SessionKey((1 << 48) - 1),
+            },
+            Owner {
+                shard: ShardId(3),
+                key: SessionKey(123_456_789),
+            },
+        ] {
+            assert_eq!(PackedOwner::new(owner).owner(), owner);
+        }
     }
 }

@@ -373,6 +373,6 @@ mod size_classes {
             size_of::<crate::connection::handle::ConnHandle>() + RC_HEADER <= 192,
             "ConnHandle"
         );
-        assert!(size_of::<crate::shard::SessionSlot>() <= 224, "SessionSlot");
+        assert!(size_of::<crate::shard::SessionSlot>() <= 192, "SessionSlot");
     }
 }
