@@ -277,7 +277,7 @@ async fn run_shard(
                                 shard.clone(),
                                 stream,
                                 BytesMut::new(),
-                                Some(peer),
+                                peer,
                             ))
                             .detach();
                         } else {
@@ -285,6 +285,9 @@ async fn run_shard(
                             shard.post_to(to, ShardMsg::Adopt(Box::new((socket, peer))));
                         }
                     }
+                    // A connect storm must not keep the shard from its other tasks (the
+                    // accepts above need no await while connections are pending).
+                    glommio::yield_if_needed().await;
                 }
                 Err(e) => {
                     // Out of file descriptors, most likely: wait instead of spinning.

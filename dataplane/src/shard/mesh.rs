@@ -64,7 +64,7 @@ pub enum ShardMsg {
     PubAck(crate::flow::PubAckTo),
     /// Serve this connection, accepted by a fuller shard (`placement.rs`); it is counted
     /// for this shard already: its socket and its peer's address.
-    Adopt(Box<(std::os::fd::OwnedFd, std::net::SocketAddr)>),
+    Adopt(Box<(std::os::fd::OwnedFd, Option<std::net::SocketAddr>)>),
     /// Serve this connection, whose client id names a thing this shard owns
     /// (`connection/affinity.rs`); it is counted for this shard already.
     Handover(Box<crate::connection::affinity::Handover>),

@@ -410,7 +410,7 @@ impl Shard {
             ShardMsg::Adopt(adopted) => {
                 let (socket, peer) = *adopted;
                 let stream = crate::connection::stream_of(socket);
-                self.serve_handed_over(stream, BytesMut::new(), Some(peer));
+                self.serve_handed_over(stream, BytesMut::new(), peer);
             }
             ShardMsg::Handover(handover) => {
                 let (stream, read) = handover.into_parts();
