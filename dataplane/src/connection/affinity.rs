@@ -9,7 +9,7 @@
 //! A client reconnecting under the same id comes back to the same shard, so its session
 //! takeover stays local too.
 
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::rc::Rc;
 
 use bytes::BytesMut;
@@ -30,11 +30,7 @@ pub struct Handover {
 impl Handover {
     /// The socket as a stream of the calling shard, and the bytes to decode first.
     pub fn into_parts(self) -> (TcpStream, BytesMut) {
-        // SAFETY: `socket` is an open TCP socket owned by this handover; the stream takes
-        // the descriptor over and is its only owner from here on.
-        #[allow(unsafe_code)]
-        let stream = unsafe { TcpStream::from_raw_fd(self.socket.into_raw_fd()) };
-        (stream, self.read)
+        (super::stream_of(self.socket), self.read)
     }
 }
 

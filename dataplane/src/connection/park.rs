@@ -35,8 +35,8 @@ use crate::notify::Notify;
 pub(crate) struct Resting {
     pub connection: Connection,
     pub socket: OwnedFd,
-    /// When it parked, in milliseconds of `Parking::epoch` (wrapping; 4 bytes where the
-    /// struct had padding).
+    /// When it parked, in `epoch::millis32` (wrapping; 4 bytes where the struct had
+    /// padding).
     parked_at_ms: u32,
 }
 
@@ -73,8 +73,6 @@ pub struct Parking {
     /// the same for all).
     watch: RefCell<VecDeque<(Instant, u64)>>,
     due: Rc<Due>,
-    /// The origin of `Resting::parked_at_ms`.
-    epoch: Instant,
     /// Connections parked since the freed memory was last given back, and when that was.
     parked_since_give_back: Cell<usize>,
     last_give_back: Cell<Instant>,
@@ -110,7 +108,6 @@ impl Parking {
             parked: Cell::new(0),
             watch: RefCell::default(),
             due: Rc::default(),
-            epoch: Instant::now(),
             parked_since_give_back: Cell::new(0),
             last_give_back: Cell::new(Instant::now()),
             give_back_again: Cell::new(false),
@@ -165,7 +162,7 @@ impl Parking {
     /// the connection back when it cannot park.
     pub(crate) fn park(&self, resting: Resting) -> Result<(), Box<Resting>> {
         let mut resting = crate::heap::long_lived(|| Box::new(resting));
-        resting.parked_at_ms = self.now_ms();
+        resting.parked_at_ms = crate::epoch::millis32(Instant::now());
         let Some(epoll) = &self.epoll else {
             return Err(resting);
         };
@@ -226,7 +223,9 @@ impl Parking {
             // Fails only if the socket is not registered, which it is.
             let _ = epoll.delete(resting.socket.as_fd());
         }
-        let slept_ms = self.now_ms().wrapping_sub(resting.parked_at_ms);
+        // Wraps after 49 days: a sleep across the wrap reads as short, which costs one
+        // doubling of `looks_to_park`, nothing else.
+        let slept_ms = crate::epoch::millis32(Instant::now()).wrapping_sub(resting.parked_at_ms);
         let looks = conn.looks_to_park.get();
         let quiet_ms = self.idle_after.as_millis() as u64 * u64::from(looks);
         conn.looks_to_park
@@ -236,12 +235,6 @@ impl Parking {
                 1
             });
         Some(resting)
-    }
-
-    fn now_ms(&self) -> u32 {
-        // Wraps after 49 days: a sleep across the wrap reads as short, which costs one
-        // doubling of `looks_to_park`, nothing else.
-        self.epoch.elapsed().as_millis() as u32
     }
 
     /// Waits until parked connections want to come back, and returns their ids (maybe
