@@ -218,8 +218,8 @@ fn resume(connection: Connection, reader: io::Half) {
     glommio::spawn_local(serve_live(live)).detach();
 }
 
-/// A TCP socket (accepted, handed over, or a parked connection's) as a glommio stream of the calling
-/// shard.
+/// A TCP socket (accepted, handed over, or a parked connection's) as a glommio stream of
+/// the calling shard.
 pub fn stream_of(socket: std::os::fd::OwnedFd) -> TcpStream {
     use std::os::fd::{FromRawFd, IntoRawFd};
     // SAFETY: `socket` is an open TCP socket that nothing else owns; the stream takes the
