@@ -6,7 +6,7 @@
 //!
 
 use std::{
-    cell::RefCell,
+    cell::{Cell, RefCell},
     collections::BTreeMap,
     ffi::CString,
     fmt,
@@ -173,7 +173,21 @@ pub(crate) struct Reactor {
     /// refcell) every time. Acquire during initialization
     preempt_ptr_head: *const u32,
     preempt_ptr_tail: *const AtomicU32,
+
+    /// iotcore patch: preemption by a deadline kept here instead of a timer in the
+    /// latency ring. Upstream removed and armed that timer twice per loop of the
+    /// executor: two system calls, and in a virtual machine two reprogrammings of the
+    /// timer device, per message at low rates (vendor/README.md). The clock is read on
+    /// one call of `need_preempt` in `PREEMPT_CLOCK_EVERY`; once past, it stays past
+    /// until `react` sets the next deadline.
+    preempt_deadline: Cell<Instant>,
+    preempt_checks: Cell<u32>,
+    preempt_passed: Cell<bool>,
 }
+
+/// iotcore patch: how many calls of `need_preempt` share one reading of the clock (about
+/// 20 ns here). A loop that calls it between tasks yields at most this many calls late.
+const PREEMPT_CLOCK_EVERY: u32 = 16;
 
 impl Reactor {
     pub(crate) fn new(
@@ -193,6 +207,9 @@ impl Reactor {
             record_io_latencies,
             preempt_ptr_head,
             preempt_ptr_tail: preempt_ptr_tail as _,
+            preempt_deadline: Cell::new(Instant::now()),
+            preempt_checks: Cell::new(0),
+            preempt_passed: Cell::new(false),
         })
     }
 
@@ -206,7 +223,25 @@ impl Reactor {
 
     #[inline(always)]
     pub(crate) fn need_preempt(&self) -> bool {
-        unsafe { *self.preempt_ptr_head != (*self.preempt_ptr_tail).load(Ordering::Acquire) }
+        let ring_event =
+            unsafe { *self.preempt_ptr_head != (*self.preempt_ptr_tail).load(Ordering::Acquire) };
+        ring_event || self.preempt_deadline_passed()
+    }
+
+    /// iotcore patch: see `preempt_deadline`.
+    #[inline(always)]
+    fn preempt_deadline_passed(&self) -> bool {
+        if self.preempt_passed.get() {
+            return true;
+        }
+        let n = self.preempt_checks.get().wrapping_add(1);
+        self.preempt_checks.set(n);
+        if n % PREEMPT_CLOCK_EVERY != 0 {
+            return false;
+        }
+        let passed = Instant::now() >= self.preempt_deadline.get();
+        self.preempt_passed.set(passed);
+        passed
     }
 
     pub(crate) fn id(&self) -> usize {
@@ -870,10 +905,16 @@ impl Reactor {
         let (next_timer, woke) = self.process_external_events();
 
         // Block on I/O events.
-        match self
+        let slept = self
             .sys
-            .wait(timeout, next_timer, woke, || self.process_shared_channels())
-        {
+            .wait(&timeout, next_timer, woke, || self.process_shared_channels());
+        // iotcore patch: the tasks about to run get `timeout` from now (`need_preempt`).
+        if let Some(preempt) = timeout() {
+            self.preempt_deadline.set(Instant::now() + preempt);
+            self.preempt_passed.set(false);
+            self.preempt_checks.set(0);
+        }
+        match slept {
             // Don't wait for the next loop to process timers or shared channels
             Ok(true) => {
                 self.process_external_events();

@@ -230,6 +230,12 @@ impl Source {
         })
     }
 
+    /// iotcore patch: whether the kernel has answered this source (a timer: fired or
+    /// removed), without the side effects of `result`.
+    pub(crate) fn is_completed(&self) -> bool {
+        self.inner.borrow().wakers.result.is_some()
+    }
+
     pub(crate) fn result(&self) -> Option<io::Result<usize>> {
         let mut inner = self.inner.borrow_mut();
         let ret = inner
