@@ -1,5 +1,6 @@
-//! Starting and stopping the shards: one glommio executor per shard, each pinned to a core,
-//! each listening on the same port with SO_REUSEPORT so the kernel spreads connections.
+//! Starting and stopping the shards: one glommio executor per shard (bound to its own core
+//! with `[server] pin_shards`), each listening on the same port with SO_REUSEPORT so the kernel
+//! spreads connections.
 //!
 //! Shutdown never tears an executor down: each shard says goodbye to its clients, reports
 //! that it is done, and parks; the main thread then exits the process. Dropping a glommio
@@ -115,7 +116,14 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(shards, bind = %config.mqtt.bind, "iotcore starting");
     let shard_life = life.clone();
     // The handles are never joined: the process exits once every shard is done.
-    let _handles = LocalExecutorPoolBuilder::new(PoolPlacement::MaxSpread(shards, None))
+    // One thread per shard either way; pinned to distinct cores only when asked
+    // (`[server] pin_shards`).
+    let placement_policy = if config.server.pin_shards {
+        PoolPlacement::MaxSpread(shards, None)
+    } else {
+        PoolPlacement::Unbound(shards)
+    };
+    let _handles = LocalExecutorPoolBuilder::new(placement_policy)
         .name("iotcore-shard")
         // glommio polls for I/O at least this often while tasks are runnable; the default
         // (100 ms) would let one busy connection delay every other one on its shard.
