@@ -21,6 +21,13 @@ fn main() {
         }
     };
 
+    // iotcore patch: liburing carries a patch too (queue.c); say what the build reads, so
+    // a change there rebuilds it (without these lines a changed queue.c was not rebuilt).
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=rusturing.c");
+    println!("cargo:rerun-if-changed={}", liburing.join("src").display());
+    println!("cargo:rerun-if-env-changed=GLOMMIO_LIBURING_DIR");
+
     // Run the configure script in OUT_DIR to get `compat.h`
     let configured_include = configure(&liburing);
 

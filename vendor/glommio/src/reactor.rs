@@ -900,14 +900,20 @@ impl Reactor {
     }
 
     /// Processes new events, blocking until the first event or the timeout.
-    pub(crate) fn react(&self, timeout: impl Fn() -> Option<Duration>) -> io::Result<bool> {
+    pub(crate) fn react(
+        &self,
+        timeout: impl Fn() -> Option<Duration>,
+        runnable: impl Fn() -> bool,
+    ) -> io::Result<bool> {
         // Process ready timers.
         let (next_timer, woke) = self.process_external_events();
 
         // Block on I/O events.
         let slept = self
             .sys
-            .wait(&timeout, next_timer, woke, || self.process_shared_channels());
+            .wait(&timeout, runnable, next_timer, woke, || {
+                self.process_shared_channels()
+            });
         // iotcore patch: the tasks about to run get `timeout` from now (`need_preempt`).
         if let Some(preempt) = timeout() {
             self.preempt_deadline.set(Instant::now() + preempt);

@@ -258,6 +258,34 @@ static int io_uring_wait_cqes_new(struct io_uring *ring,
 }
 
 /*
+ * iotcore patch: submit what is prepared and wait for wait_nr completions or the timeout,
+ * in one io_uring_enter (what liburing 2.2 calls io_uring_submit_and_wait_timeout). Needs
+ * IORING_FEAT_EXT_ARG (Linux 5.11); -EINVAL without it, and the caller falls back.
+ */
+int iotcore_io_uring_submit_and_wait_timeout(struct io_uring *ring,
+					     struct io_uring_cqe **cqe_ptr,
+					     unsigned wait_nr,
+					     struct __kernel_timespec *ts)
+{
+	struct io_uring_getevents_arg arg = {
+		.sigmask	= 0,
+		.sigmask_sz	= _NSIG / 8,
+		.ts		= (unsigned long) ts
+	};
+	struct get_data data = {
+		.wait_nr	= wait_nr,
+		.get_flags	= IORING_ENTER_EXT_ARG,
+		.sz		= sizeof(arg),
+		.arg		= &arg
+	};
+
+	if (!(ring->features & IORING_FEAT_EXT_ARG))
+		return -EINVAL;
+	data.submit = __io_uring_flush_sq(ring);
+	return _io_uring_get_cqe(ring, cqe_ptr, &data);
+}
+
+/*
  * Like io_uring_wait_cqe(), except it accepts a timeout value as well. Note
  * that an sqe is used internally to handle the timeout. For kernel doesn't
  * support IORING_FEAT_EXT_ARG, applications using this function must never

@@ -1476,7 +1476,10 @@ impl LocalExecutor {
                 // ring ASAP (before we run the task queues). We will also use
                 // the opportunity to install the timer.
                 this.parker
-                    .poll_io(|| Some(this.preempt_timer_duration()))
+                    .poll_io(
+                        || Some(this.preempt_timer_duration()),
+                        || !this.queues.borrow().active_executors.is_empty(),
+                    )
                     .expect("Failed to poll io! This is actually pretty bad!");
 
                 // run user code
@@ -1493,6 +1496,14 @@ impl LocalExecutor {
                         // test again here. We can't test *just* here because the main
                         // future is probably the one setting up the task queues and etc.
                         break t.unwrap();
+                    } else if spin_before_park.is_zero() {
+                        // iotcore patch: no spin, so straight to the park, which polls the
+                        // rings, timers and channels as `spin_poll_io` would, and sends
+                        // what is queued with its sleep (one system call, not two).
+                        this.parker
+                            .park()
+                            .expect("Failed to park! This is actually pretty bad!");
+                        pre_time = Instant::now();
                     } else {
                         while !this.reactor.spin_poll_io().unwrap() {
                             if pre_time.elapsed() > spin_before_park {

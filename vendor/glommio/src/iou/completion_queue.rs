@@ -86,6 +86,34 @@ impl<'ring> CompletionQueue<'ring> {
         }
     }
 
+    /// iotcore patch: submits the prepared SQEs and waits as `wait_timeout` does, in one
+    /// system call. `Err(EINVAL)` where the kernel lacks `IORING_FEAT_EXT_ARG` (the SQEs
+    /// are then still prepared, not submitted).
+    pub fn submit_and_wait_timeout(
+        &mut self,
+        count: u32,
+        timeout: std::time::Duration,
+    ) -> io::Result<()> {
+        let ts = uring_sys::__kernel_timespec {
+            tv_sec: timeout.as_secs() as _,
+            tv_nsec: timeout.subsec_nanos() as _,
+        };
+        let ret = unsafe {
+            let mut cqe = MaybeUninit::uninit();
+            uring_sys::iotcore_io_uring_submit_and_wait_timeout(
+                self.ring.as_ptr(),
+                cqe.as_mut_ptr(),
+                count as _,
+                &ts,
+            )
+        };
+        match resultify(ret) {
+            Ok(_) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::ETIME) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     #[inline(always)]
     fn wait_inner(&mut self, count: u32) -> io::Result<&mut uring_sys::io_uring_cqe> {
         unsafe {

@@ -1062,13 +1062,17 @@ impl SleepableRing {
     }
 
     fn sleep(&mut self, link: &Source) -> io::Result<usize> {
-        assert_eq!(
-            self.waiting_kernel_submission(),
-            0,
-            "sleeping with pending SQEs"
-        );
+        // iotcore patch: what is still queued goes into the ring first and is submitted
+        // with the link and the wait, in one system call (`Reactor::wait` leaves it queued
+        // when the executor is about to sleep). Upstream flushed it, then submitted the
+        // link, then waited: three calls per sleep.
+        {
+            let q = self.submission_queue();
+            let mut queue = q.borrow_mut();
+            while let Some(true) = self.submit_one_event(&mut queue.cancellations) {}
+            while let Some(true) = self.submit_one_event(&mut queue.submissions) {}
+        }
         if let Some(mut sqe) = self.ring.sq().prepare_sqe() {
-            let sqe_ptr = unsafe { sqe.raw_mut() as *mut _ };
             let op = UringDescriptor {
                 fd: link.raw(),
                 flags: SubmissionFlags::empty(),
@@ -1086,33 +1090,33 @@ impl SleepableRing {
                 &mut self.source_map.borrow_mut(),
             );
 
-            // We have now prepared the SQE that links the two rings. We now need to submit
-            // it successfully to be able to safely sleep.
-
-            if self
-                .submit_sqes()
-                .or_else(Reactor::busy_ok)
-                .or_else(Reactor::again_ok)
-                .or_else(Reactor::intr_ok)?
-                != 1
-            {
-                // We failed to submit the `SQE` that links the rings. Just can't sleep.
-                // Waiting here is unsafe because we could end up waiting much longer than
-                // needed.
-                // We make the SQE a no-op and return
-                unsafe { crate::uring_sys::io_uring_prep_nop(sqe_ptr) };
-                Err(io::Error::from_raw_os_error(libc::EBUSY))
-            } else {
-                // The rings are linked. Goodnight! (iotcore patch: for a bounded time; see
-                // `CompletionQueue::wait_timeout`.)
-                self.ring
+            // The rings are linked once this is submitted; then, goodnight, for a bounded
+            // time (iotcore patch; see `CompletionQueue::wait_timeout`). If anything just
+            // submitted completes at once (a poll of a socket that has data), the wait
+            // returns at once. If the kernel takes fewer SQEs than given, it does not wait.
+            let bound = std::time::Duration::from_millis(10);
+            let before = self.waiting_kernel_submission();
+            let slept = self.ring.cq().submit_and_wait_timeout(1, bound);
+            if matches!(&slept, Err(e) if e.raw_os_error() == Some(libc::EINVAL)) {
+                // No IORING_FEAT_EXT_ARG (Linux before 5.11): upstream's two calls.
+                if self.submit_sqes()? < before {
+                    return Err(io::Error::from_raw_os_error(libc::EBUSY));
+                }
+                return self
+                    .ring
                     .cq()
-                    .wait_timeout(1, std::time::Duration::from_millis(10))
+                    .wait_timeout(1, bound)
                     .map(|_| 1)
                     .or_else(Reactor::busy_ok)
                     .or_else(Reactor::again_ok)
-                    .or_else(Reactor::intr_ok)
+                    .or_else(Reactor::intr_ok);
             }
+            self.in_kernel += before.saturating_sub(self.waiting_kernel_submission());
+            slept
+                .map(|_| 1)
+                .or_else(Reactor::busy_ok)
+                .or_else(Reactor::again_ok)
+                .or_else(Reactor::intr_ok)
         } else {
             // Can't link rings because we ran out of `CQE`s. Just can't sleep.
             // Submit what we have, once we're out of here we'll consume them
@@ -1821,15 +1825,17 @@ impl Reactor {
     ///   to the point where we *leave* this method. For instance: if we spin
     ///   here for 3ms and the preempt timer is 10ms that would leave the next
     ///   task queue just 7ms to run.
-    pub(crate) fn wait<Preempt, F>(
+    pub(crate) fn wait<Preempt, Runnable, F>(
         &self,
         preempt_timer: Preempt,
+        runnable: Runnable,
         user_timer: Option<Duration>,
         mut woke: usize,
         process_remote_channels: F,
     ) -> io::Result<bool>
     where
         Preempt: Fn() -> Option<Duration>,
+        Runnable: Fn() -> bool,
         F: Fn() -> usize,
     {
         woke += self.flush_syscall_thread();
@@ -1894,12 +1900,20 @@ impl Reactor {
             self.throughput_armed_at.set(tail);
         }
 
+        // iotcore patch: the main ring's submissions wait for the sleep when the executor
+        // is about to sleep (no task to run), and go in with it (`SleepableRing::sleep`):
+        // one system call per sleep instead of three.
+        let defer_main = may_sleep || !runnable();
+
         // This will only dispatch if we run out of sqes. Which means until
         // flush_rings! nothing is really send to the kernel...
         flush_cancellations!(into &mut woke; lat_ring, poll_ring, main_ring);
         // ... which happens right here. If you ever reorder this code just
         // be careful about this dependency.
-        flush_rings!(lat_ring, poll_ring, main_ring)?;
+        flush_rings!(lat_ring, poll_ring)?;
+        if !defer_main {
+            flush_rings!(main_ring)?;
+        }
         // pick up the results of any cancellations
         consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
 
@@ -1907,7 +1921,6 @@ impl Reactor {
         let should_sleep = may_sleep
             && (woke == 0)
             && poll_ring.can_sleep()
-            && main_ring.can_sleep()
             && lat_ring.can_sleep();
 
         if should_sleep {

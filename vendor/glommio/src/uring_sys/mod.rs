@@ -328,6 +328,14 @@ extern "C" {
         sigmask: *const libc::sigset_t,
     ) -> libc::c_int;
 
+    /// iotcore patch (liburing/src/queue.c).
+    pub fn iotcore_io_uring_submit_and_wait_timeout(
+        ring: *mut io_uring,
+        cqe_ptr: *mut *mut io_uring_cqe,
+        wait_nr: libc::c_uint,
+        ts: *const __kernel_timespec,
+    ) -> libc::c_int;
+
     pub fn io_uring_wait_cqe_timeout(
         ring: *mut io_uring,
         cqe_ptr: *mut *mut io_uring_cqe,
