@@ -6,9 +6,9 @@
 #   perf/pin.sh 0 target/release/iotcore-bench run --scenario pairs --port 1883
 #   perf/pin.sh 0-3,6 CMD...
 #
-# Note: iotcore pins each of its shards to a core itself (glommio placement); taskset
-# narrows the set it may start on. With [server] shards = 1 and `pin.sh 1`, the broker
-# uses core 1 only.
+# Note: taskset sets the CPUs every thread of the broker may run on; its shards move
+# freely among them unless `[server] pin_shards = true`, which binds each shard to one of
+# them. With [server] shards = 1 and `pin.sh 1`, the broker uses core 1 only.
 set -euo pipefail
 if [ $# -lt 2 ]; then
     echo "usage: $0 CPULIST COMMAND [ARGS...]   (CPULIST as taskset -c takes it: 0 | 1,3 | 0-2)" >&2
