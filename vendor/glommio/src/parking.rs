@@ -60,6 +60,9 @@ impl Parker {
     /// this will be able to check if the timer has elapsed and yield the
     /// CPU if that is the case.
     ///
+    /// iotcore patch: no timeout goes into the ring any more; the reactor keeps the
+    /// preemption deadline in user space (`Reactor::need_preempt`).
+    ///
     /// iotcore patch: `runnable` says whether a task will run before the executor parks;
     /// if none will, submissions wait for the park, which sends them with its sleep in one
     /// system call (see `Reactor::wait`).
