@@ -160,7 +160,8 @@ pub struct ServerConfig {
     pub thing_affinity: bool,
     /// A connection with no traffic either way for this long parks: it keeps its socket and
     /// session but no tasks, stream or armed poll until something arrives or is to be sent
-    /// (`connection/park.rs`; 2.5 → 1.x KiB per idle connection, bench/results, session 6).
+    /// (`connection/park.rs`; 2.5 → 0.9 KiB per idle connection, bench/results, sessions 6
+    /// and 7).
     /// Waking costs a few microseconds; a connection woken soon after parking needs twice
     /// the quiet time next time (up to 64 times this). Default 500; 0: never park.
     pub park_idle_ms: u64,
