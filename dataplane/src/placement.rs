@@ -81,7 +81,7 @@ impl Placement {
         if total > 0 && total < self.live.len() {
             // Fewer connections than shards: the new one joins the fullest shard. A publisher
             // and its one subscriber on two shards pay a wake-up of the other core per
-            // message (p99 at 10k msgs/s 136–223 µs against 98–100 on one shard, session 8).
+            // message (p99 at 10k msgs/s 136–223 µs, mostly 86–100 on one shard; session 8).
             let fullest = (0..self.live.len()).max_by_key(|&i| (load(i), i == here.0));
             let chosen = fullest.unwrap_or(here.0);
             if let Some(n) = self.live.get(chosen) {
