@@ -24,8 +24,7 @@ fn listening_socket(addr: SocketAddr) -> io::Result<Socket> {
 /// A glommio listener (the HTTP server's).
 pub fn bind(addr: SocketAddr) -> io::Result<glommio::net::TcpListener> {
     let fd = listening_socket(addr)?.into_raw_fd();
-    // The one `unsafe` of the project: glommio takes a listener only by `bind` (which sets no
-    // SO_REUSEADDR) or from a raw fd.
+    // glommio takes a listener only by `bind` (which sets no SO_REUSEADDR) or from a raw fd.
     // SAFETY: `fd` is a bound, listening TCP socket that nothing else owns; `into_raw_fd`
     // gave up its ownership, which passes to the glommio listener.
     #[allow(unsafe_code)]
