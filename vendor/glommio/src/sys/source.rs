@@ -236,6 +236,12 @@ impl Source {
         self.inner.borrow().wakers.result.is_some()
     }
 
+    /// iotcore patch: whether this source is in a ring and its completion not yet consumed.
+    /// For the link between the rings, whose completion sets no result, the only way to know.
+    pub(crate) fn is_enqueued(&self) -> bool {
+        self.inner.borrow().enqueued.is_some()
+    }
+
     pub(crate) fn result(&self) -> Option<io::Result<usize>> {
         let mut inner = self.inner.borrow_mut();
         let ret = inner

@@ -1061,7 +1061,10 @@ impl SleepableRing {
         unsafe { (*(cq.ktail as *const std::sync::atomic::AtomicU32)).load(std::sync::atomic::Ordering::Acquire) }
     }
 
-    fn sleep(&mut self, link: &Source) -> io::Result<usize> {
+    /// Sleeps on this ring. `link` is a fresh poll of the other ring to submit first, or
+    /// `None` when the one submitted before is still armed. Returns whether it went to sleep
+    /// and whether `link` went into the ring.
+    fn sleep(&mut self, link: Option<&Source>) -> (io::Result<usize>, bool) {
         // iotcore patch: what is still queued goes into the ring first and is submitted
         // with the link and the wait, in one system call (`Reactor::wait` leaves it queued
         // when the executor is about to sleep). Upstream flushed it, then submitted the
@@ -1072,51 +1075,33 @@ impl SleepableRing {
             while let Some(true) = self.submit_one_event(&mut queue.cancellations) {}
             while let Some(true) = self.submit_one_event(&mut queue.submissions) {}
         }
-        if let Some(mut sqe) = self.ring.sq().prepare_sqe() {
-            let op = UringDescriptor {
-                fd: link.raw(),
+        let linked = match link {
+            None => true,
+            Some(link) => match self.ring.sq().prepare_sqe() {
+                Some(mut sqe) => {
+                    let op = UringDescriptor {
+                        fd: link.raw(),
                 flags: SubmissionFlags::empty(),
-                user_data: to_user_data(
-                    self.source_map
-                        .borrow_mut()
-                        .add_source(link, self.submission_queue.clone()),
-                ),
-                args: UringOpDescriptor::PollAdd(common_flags() | read_flags()),
-            };
-            fill_sqe(
-                &mut sqe,
-                &op,
-                DmaBuffer::new,
-                &mut self.source_map.borrow_mut(),
-            );
-
-            // The rings are linked once this is submitted; then, goodnight, for a bounded
-            // time (iotcore patch; see `CompletionQueue::wait_timeout`). If anything just
-            // submitted completes at once (a poll of a socket that has data), the wait
-            // returns at once. If the kernel takes fewer SQEs than given, it does not wait.
-            let bound = std::time::Duration::from_millis(10);
-            let before = self.waiting_kernel_submission();
-            let slept = self.ring.cq().submit_and_wait_timeout(1, bound);
-            if matches!(&slept, Err(e) if e.raw_os_error() == Some(libc::EINVAL)) {
-                // No IORING_FEAT_EXT_ARG (Linux before 5.11): upstream's two calls.
-                if self.submit_sqes()? < before {
-                    return Err(io::Error::from_raw_os_error(libc::EBUSY));
+                        user_data: to_user_data(
+                            self.source_map
+                                .borrow_mut()
+                                .add_source(link, self.submission_queue.clone()),
+                        ),
+                        args: UringOpDescriptor::PollAdd(common_flags() | read_flags()),
+                    };
+                    fill_sqe(
+                        &mut sqe,
+                        &op,
+                        DmaBuffer::new,
+                        &mut self.source_map.borrow_mut(),
+                    );
+                    true
                 }
-                return self
-                    .ring
-                    .cq()
-                    .wait_timeout(1, bound)
-                    .map(|_| 1)
-                    .or_else(Reactor::busy_ok)
-                    .or_else(Reactor::again_ok)
-                    .or_else(Reactor::intr_ok);
-            }
-            self.in_kernel += before.saturating_sub(self.waiting_kernel_submission());
-            slept
-                .map(|_| 1)
-                .or_else(Reactor::busy_ok)
-                .or_else(Reactor::again_ok)
-                .or_else(Reactor::intr_ok)
+                None => false,
+            },
+        };
+        let slept = if linked {
+            self.submit_and_sleep()
         } else {
             // Can't link rings because we ran out of `CQE`s. Just can't sleep.
             // Submit what we have, once we're out of here we'll consume them
@@ -1125,7 +1110,39 @@ impl SleepableRing {
                 .or_else(Reactor::busy_ok)
                 .or_else(Reactor::again_ok)
                 .or_else(Reactor::intr_ok)
+        };
+        (slept, linked && link.is_some())
+    }
+
+    /// Submits what is in the ring and waits for one completion, at most 10 ms.
+    fn submit_and_sleep(&mut self) -> io::Result<usize> {
+        // The rings are linked once this is submitted; then, goodnight, for a bounded
+        // time (iotcore patch; see `CompletionQueue::wait_timeout`). If anything just
+        // submitted completes at once (a poll of a socket that has data), the wait
+        // returns at once. If the kernel takes fewer SQEs than given, it does not wait.
+        let bound = std::time::Duration::from_millis(10);
+        let before = self.waiting_kernel_submission();
+        let slept = self.ring.cq().submit_and_wait_timeout(1, bound);
+        if matches!(&slept, Err(e) if e.raw_os_error() == Some(libc::EINVAL)) {
+            // No IORING_FEAT_EXT_ARG (Linux before 5.11): upstream's two calls.
+            if self.submit_sqes()? < before {
+                return Err(io::Error::from_raw_os_error(libc::EBUSY));
+            }
+            return self
+                .ring
+                .cq()
+                .wait_timeout(1, bound)
+                .map(|_| 1)
+                .or_else(Reactor::busy_ok)
+                .or_else(Reactor::again_ok)
+                .or_else(Reactor::intr_ok);
         }
+        self.in_kernel += before.saturating_sub(self.waiting_kernel_submission());
+        slept
+            .map(|_| 1)
+            .or_else(Reactor::busy_ok)
+            .or_else(Reactor::again_ok)
+            .or_else(Reactor::intr_ok)
     }
 }
 
@@ -1251,6 +1268,8 @@ pub(crate) struct Reactor {
     throughput_armed_at: Cell<u32>,
 
     link_fd: RawFd,
+    /// iotcore patch: the main ring's poll of the latency ring, kept while it is armed.
+    link_rings_src: Cell<Option<Source>>,
 
     // This keeps the `eventfd` alive. Drop will close it when we're done
     notifier: Arc<sys::SleepNotifier>,
@@ -1384,6 +1403,7 @@ impl Reactor {
             throughput_armed_at: Cell::new(0),
             blocking_thread,
             link_fd,
+            link_rings_src: Cell::new(None),
             notifier,
             eventfd_src,
             source_map,
@@ -1756,15 +1776,27 @@ impl Reactor {
     ///
     /// We may not be able to register an `SQE` at this point, so we return an
     /// Error and will just not sleep.
+    ///
+    /// iotcore patch: the poll stays armed until the latency ring has a completion, and a
+    /// new one is submitted only after it fired. Upstream submitted one on every sleep and
+    /// dropped it on waking without removing it from the kernel, where it stayed armed. At
+    /// 10,000 messages a second, 250 or so piled up between two of the latency ring's
+    /// completions and then all completed at once: a stall of about 150 µs, 40 times a
+    /// second, in the middle of the messages (vendor/README.md).
     fn link_rings_and_sleep(&self, ring: &mut SleepableRing) -> io::Result<()> {
-        let link_rings = Source::new(
-            IoRequirements::default(),
-            self.link_fd,
-            SourceType::LinkRings,
-            None,
-            None,
-        );
-        ring.sleep(&link_rings).or_else(Self::busy_ok).map(|_| {})
+        let armed = self.link_rings_src.take().filter(Source::is_enqueued);
+        let fresh = armed.is_none().then(|| {
+            Source::new(
+                IoRequirements::default(),
+                self.link_fd,
+                SourceType::LinkRings,
+                None,
+                None,
+            )
+        });
+        let (slept, linked) = ring.sleep(fresh.as_ref());
+        self.link_rings_src.set(if linked { fresh } else { armed });
+        slept.or_else(Self::busy_ok).map(|_| {})
     }
 
     pub(crate) fn poll_io(&self, woke: &mut usize) -> io::Result<()> {
