@@ -1081,7 +1081,7 @@ impl SleepableRing {
                 Some(mut sqe) => {
                     let op = UringDescriptor {
                         fd: link.raw(),
-                flags: SubmissionFlags::empty(),
+                        flags: SubmissionFlags::empty(),
                         user_data: to_user_data(
                             self.source_map
                                 .borrow_mut()
@@ -1116,8 +1116,9 @@ impl SleepableRing {
 
     /// Submits what is in the ring and waits for one completion, at most 10 ms.
     fn submit_and_sleep(&mut self) -> io::Result<usize> {
-        // The rings are linked once this is submitted; then, goodnight, for a bounded
-        // time (iotcore patch; see `CompletionQueue::wait_timeout`). If anything just
+        // A new link between the rings goes in with this submission (an armed one is
+        // kept); then, goodnight, for a bounded time (iotcore patch; see
+        // `CompletionQueue::wait_timeout`). If anything just
         // submitted completes at once (a poll of a socket that has data), the wait
         // returns at once. If the kernel takes fewer SQEs than given, it does not wait.
         let bound = std::time::Duration::from_millis(10);
