@@ -50,8 +50,11 @@ impl Parker {
     }
 
     /// Blocks until notified and then goes back into sleeping state.
-    pub(crate) fn park(&self) -> io::Result<bool> {
-        self.inner.park(|| None, || false)
+    ///
+    /// iotcore patch: `runnable` says whether a task waits to run; then it does not sleep
+    /// (see `Reactor::wait`).
+    pub(crate) fn park(&self, runnable: impl Fn() -> bool) -> io::Result<bool> {
+        self.inner.park(|| None, runnable)
     }
 
     /// Performs non-sleepable poll and installs a preemption timeout into the

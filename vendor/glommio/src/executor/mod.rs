@@ -1501,14 +1501,14 @@ impl LocalExecutor {
                         // rings, timers and channels as `spin_poll_io` would, and sends
                         // what is queued with its sleep (one system call, not two).
                         this.parker
-                            .park()
+                            .park(|| !this.queues.borrow().active_executors.is_empty())
                             .expect("Failed to park! This is actually pretty bad!");
                         pre_time = Instant::now();
                     } else {
                         while !this.reactor.spin_poll_io().unwrap() {
                             if pre_time.elapsed() > spin_before_park {
                                 this.parker
-                                    .park()
+                                    .park(|| !this.queues.borrow().active_executors.is_empty())
                                     .expect("Failed to park! This is actually pretty bad!");
                                 break;
                             }

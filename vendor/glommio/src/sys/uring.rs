@@ -1069,13 +1069,26 @@ impl SleepableRing {
         // with the link and the wait, in one system call (`Reactor::wait` leaves it queued
         // when the executor is about to sleep). Upstream flushed it, then submitted the
         // link, then waited: three calls per sleep.
-        {
+        let ring_full = {
             let q = self.submission_queue();
             let mut queue = q.borrow_mut();
-            while let Some(true) = self.submit_one_event(&mut queue.cancellations) {}
-            while let Some(true) = self.submit_one_event(&mut queue.submissions) {}
-        }
+            let mut last = Some(true);
+            while last == Some(true) {
+                last = self.submit_one_event(&mut queue.cancellations);
+            }
+            if last.is_some() {
+                last = Some(true);
+                while last == Some(true) {
+                    last = self.submit_one_event(&mut queue.submissions);
+                }
+            }
+            // `None`: the ring ran out of entries with requests still queued.
+            last.is_none()
+        };
         let linked = match link {
+            // Requests left out of the ring must not wait out a sleep: submit, don't wait
+            // (upstream's guard was that the link found no entry either).
+            _ if ring_full => false,
             None => true,
             Some(link) => match self.ring.sq().prepare_sqe() {
                 Some(mut sqe) => {
@@ -1935,8 +1948,9 @@ impl Reactor {
 
         // iotcore patch: the main ring's submissions wait for the sleep when the executor
         // is about to sleep (no task to run), and go in with it (`SleepableRing::sleep`):
-        // one system call per sleep instead of three.
-        let defer_main = may_sleep || !runnable();
+        // one system call per sleep instead of three. With a task to run it does not sleep
+        // (below), so they go now.
+        let defer_main = !runnable();
 
         // This will only dispatch if we run out of sqes. Which means until
         // flush_rings! nothing is really send to the kernel...
@@ -1951,8 +1965,14 @@ impl Reactor {
         consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
 
         // If we generated any event so far, we can't sleep. Need to handle them.
+        // iotcore patch: nor while a task waits to run. The executor parks whenever its
+        // last round ran nothing, and a round runs nothing when it starts with a preemption
+        // due (a timer's completion in the latency ring, or the deadline), even with tasks
+        // queued. Upstream polled once more before parking, which hid this; without that
+        // poll (seventh change) a woken connection's task waited out one or two 10 ms sleeps.
         let should_sleep = may_sleep
             && (woke == 0)
+            && !runnable()
             && poll_ring.can_sleep()
             && lat_ring.can_sleep();
 
