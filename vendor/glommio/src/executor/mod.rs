@@ -1507,6 +1507,7 @@ impl LocalExecutor {
                     } else {
                         while !this.reactor.spin_poll_io().unwrap() {
                             if pre_time.elapsed() > spin_before_park {
+                                // iotcore patch: no sleep while a task is queued (`Parker::park`).
                                 this.parker
                                     .park(|| !this.queues.borrow().active_executors.is_empty())
                                     .expect("Failed to park! This is actually pretty bad!");
