@@ -1320,6 +1320,12 @@ impl LocalExecutor {
         self.reactor.need_preempt()
     }
 
+    /// iotcore patch: whether a task queue has a task waiting to run (the reactor then
+    /// neither holds submissions for a sleep nor sleeps; see `Reactor::wait`).
+    fn has_queued_tasks(&self) -> bool {
+        !self.queues.borrow().active_executors.is_empty()
+    }
+
     fn run_task_queues(&self) -> bool {
         let mut ran = false;
         loop {
@@ -1478,7 +1484,7 @@ impl LocalExecutor {
                 this.parker
                     .poll_io(
                         || Some(this.preempt_timer_duration()),
-                        || !this.queues.borrow().active_executors.is_empty(),
+                        || this.has_queued_tasks(),
                     )
                     .expect("Failed to poll io! This is actually pretty bad!");
 
@@ -1501,7 +1507,7 @@ impl LocalExecutor {
                         // rings, timers and channels as `spin_poll_io` would, and sends
                         // what is queued with its sleep (one system call, not two).
                         this.parker
-                            .park(|| !this.queues.borrow().active_executors.is_empty())
+                            .park(|| this.has_queued_tasks())
                             .expect("Failed to park! This is actually pretty bad!");
                         pre_time = Instant::now();
                     } else {
@@ -1509,7 +1515,7 @@ impl LocalExecutor {
                             if pre_time.elapsed() > spin_before_park {
                                 // iotcore patch: no sleep while a task is queued (`Parker::park`).
                                 this.parker
-                                    .park(|| !this.queues.borrow().active_executors.is_empty())
+                                    .park(|| this.has_queued_tasks())
                                     .expect("Failed to park! This is actually pretty bad!");
                                 break;
                             }

@@ -667,20 +667,25 @@ pub(crate) trait UringCommon {
         true
     }
 
+    /// iotcore patch: moves what `queue` holds into the ring, without submitting it.
+    /// `false` when the ring ran out of entries with requests still queued.
+    fn fill_ring_from(&mut self, queue: &mut VecDeque<UringDescriptor>) -> bool {
+        loop {
+            match self.submit_one_event(queue) {
+                None => return false,
+                Some(true) => {}
+                Some(false) => return true,
+            }
+        }
+    }
+
     fn consume_sqe_queue(
         &mut self,
         queue: &mut VecDeque<UringDescriptor>,
         mut dispatch: bool,
     ) -> io::Result<usize> {
-        loop {
-            match self.submit_one_event(queue) {
-                None => {
-                    dispatch = true;
-                    break;
-                }
-                Some(true) => {}
-                Some(false) => break,
-            }
+        if !self.fill_ring_from(queue) {
+            dispatch = true;
         }
 
         if dispatch && self.needs_kernel_enter() {
@@ -1072,18 +1077,8 @@ impl SleepableRing {
         let ring_full = {
             let q = self.submission_queue();
             let mut queue = q.borrow_mut();
-            let mut last = Some(true);
-            while last == Some(true) {
-                last = self.submit_one_event(&mut queue.cancellations);
-            }
-            if last.is_some() {
-                last = Some(true);
-                while last == Some(true) {
-                    last = self.submit_one_event(&mut queue.submissions);
-                }
-            }
-            // `None`: the ring ran out of entries with requests still queued.
-            last.is_none()
+            !(self.fill_ring_from(&mut queue.cancellations)
+                && self.fill_ring_from(&mut queue.submissions))
         };
         let linked = match link {
             // Requests left out of the ring must not wait out a sleep: submit, don't wait
@@ -1116,8 +1111,8 @@ impl SleepableRing {
         let slept = if linked {
             self.submit_and_sleep()
         } else {
-            // Can't link rings because we ran out of `CQE`s. Just can't sleep.
-            // Submit what we have, once we're out of here we'll consume them
+            // The ring is full: no entry for the link, or requests left queued. Just can't
+            // sleep. Submit what we have, once we're out of here we'll consume them
             // and at some point will be able to sleep again.
             self.submit_sqes()
                 .or_else(Reactor::busy_ok)
@@ -1131,9 +1126,9 @@ impl SleepableRing {
     fn submit_and_sleep(&mut self) -> io::Result<usize> {
         // A new link between the rings goes in with this submission (an armed one is
         // kept); then, goodnight, for a bounded time (iotcore patch; see
-        // `CompletionQueue::wait_timeout`). If anything just
-        // submitted completes at once (a poll of a socket that has data), the wait
-        // returns at once. If the kernel takes fewer SQEs than given, it does not wait.
+        // `CompletionQueue::wait_timeout`). If anything just submitted completes at once
+        // (a poll of a socket that has data), the wait returns at once. If the kernel takes
+        // fewer SQEs than given, it does not wait.
         let bound = std::time::Duration::from_millis(10);
         let before = self.waiting_kernel_submission();
         let slept = self.ring.cq().submit_and_wait_timeout(1, bound);
