@@ -124,6 +124,15 @@ impl Timers {
     fn process_timers(&mut self) -> (Option<Duration>, usize) {
         let now = Instant::now();
 
+        // iotcore patch: nothing due, nothing split. Upstream split the map on every call
+        // (twice per loop of the executor), moving every timer into a new map when none was
+        // due.
+        match self.timers.keys().next() {
+            None => return (None, 0),
+            Some((when, _)) if *when >= now => return (Some(when.duration_since(now)), 0),
+            Some(_) => {}
+        }
+
         // Split timers into ready and pending timers.
         let pending = self.timers.split_off(&(now, 0));
         let ready = mem::replace(&mut self.timers, pending);

@@ -871,11 +871,14 @@ impl UringCommon for PollRing {
 
     fn submit_one_event(&mut self, queue: &mut VecDeque<UringDescriptor>) -> Option<bool> {
         let source_map = &mut *self.source_map.borrow_mut();
-        let now = Instant::now();
 
         while let Some(chain) = peek_one_chain(queue, self.size) {
             return if let Some(sqes) = self.ring.sq().prepare_sqes(chain.len() as u32) {
-                let ops = extract_one_chain(source_map, queue, chain, now);
+                // iotcore patch: the clock is read only when there is something to submit.
+                // Upstream read it on every call, and most calls (several per loop of the
+                // executor, for each ring) find the queue empty: ~20 reads per message
+                // at 10,000 msgs/s, 3% of a shard's samples.
+                let ops = extract_one_chain(source_map, queue, chain, Instant::now());
                 if ops.is_empty() {
                     // all the sources in the ring were cancelled
                     continue;
@@ -1235,11 +1238,14 @@ impl UringCommon for SleepableRing {
 
     fn submit_one_event(&mut self, queue: &mut VecDeque<UringDescriptor>) -> Option<bool> {
         let source_map = &mut *self.source_map.borrow_mut();
-        let now = Instant::now();
 
         while let Some(chain) = peek_one_chain(queue, self.size) {
             return if let Some(sqes) = self.ring.sq().prepare_sqes(chain.len() as u32) {
-                let ops = extract_one_chain(source_map, queue, chain, now);
+                // iotcore patch: the clock is read only when there is something to submit.
+                // Upstream read it on every call, and most calls (several per loop of the
+                // executor, for each ring) find the queue empty: ~20 reads per message
+                // at 10,000 msgs/s, 3% of a shard's samples.
+                let ops = extract_one_chain(source_map, queue, chain, Instant::now());
                 if ops.is_empty() {
                     // all the sources in the ring were cancelled
                     continue;
