@@ -453,12 +453,20 @@ fn transmute_error(res: io::Result<u32>) -> io::Result<usize> {
         })
 }
 
+/// iotcore patch: whether `src`'s I/O latencies are collected (`Source::result`), the only
+/// reader of its timestamps.
+fn collects_latency(src: &InnerSource) -> bool {
+    src.stats_collection.is_some_and(|x| x.latency.is_some())
+}
+
 fn record_stats<Ring: UringCommon>(
     ring: &mut Ring,
     src: &mut InnerSource,
     res: &io::Result<usize>,
 ) {
-    src.wakers.fulfilled_at = Some(Instant::now());
+    if collects_latency(src) {
+        src.wakers.fulfilled_at = Some(Instant::now());
+    }
     if let Some(fulfilled) = src.stats_collection.and_then(|x| x.fulfilled) {
         fulfilled(res, ring.io_stats_mut(), 1);
         if let Some(handle) = src.task_queue {
@@ -504,7 +512,6 @@ fn extract_one_chain(
     source_map: &mut SourceMap,
     queue: &mut VecDeque<UringDescriptor>,
     chain: Range<usize>,
-    now: Instant,
 ) -> SmallVec<[UringDescriptor; 1]> {
     queue
         .drain(chain)
@@ -512,7 +519,10 @@ fn extract_one_chain(
             if op.user_data > 0 {
                 let id = from_user_data(op.user_data);
                 let status = source_map.peek_source_mut(from_user_data(op.user_data), |mut x| {
-                    x.wakers.submitted_at = Some(now);
+                    // iotcore patch: see `queue_request_into_ring`.
+                    if collects_latency(&x) {
+                        x.wakers.submitted_at = Some(Instant::now());
+                    }
                     let current = x.enqueued.as_mut().expect("bug");
                     match current.status {
                         EnqueuedStatus::Enqueued => {
@@ -874,11 +884,12 @@ impl UringCommon for PollRing {
 
         while let Some(chain) = peek_one_chain(queue, self.size) {
             return if let Some(sqes) = self.ring.sq().prepare_sqes(chain.len() as u32) {
-                // iotcore patch: the clock is read only when there is something to submit.
-                // Upstream read it on every call, and most calls (several per loop of the
-                // executor, for each ring) find the queue empty: ~20 reads per message
-                // at 10,000 msgs/s, 3% of a shard's samples.
-                let ops = extract_one_chain(source_map, queue, chain, Instant::now());
+                // iotcore patch: no clock read here. Upstream read it on every call to
+                // stamp what it submits, and most calls (several per loop of the executor,
+                // for each ring) find the queue empty: ~20 reads per message at 10,000
+                // msgs/s, 3% of a shard's samples. `extract_one_chain` stamps the sources
+                // that collect latencies.
+                let ops = extract_one_chain(source_map, queue, chain);
                 if ops.is_empty() {
                     // all the sources in the ring were cancelled
                     continue;
@@ -1241,11 +1252,12 @@ impl UringCommon for SleepableRing {
 
         while let Some(chain) = peek_one_chain(queue, self.size) {
             return if let Some(sqes) = self.ring.sq().prepare_sqes(chain.len() as u32) {
-                // iotcore patch: the clock is read only when there is something to submit.
-                // Upstream read it on every call, and most calls (several per loop of the
-                // executor, for each ring) find the queue empty: ~20 reads per message
-                // at 10,000 msgs/s, 3% of a shard's samples.
-                let ops = extract_one_chain(source_map, queue, chain, Instant::now());
+                // iotcore patch: no clock read here. Upstream read it on every call to
+                // stamp what it submits, and most calls (several per loop of the executor,
+                // for each ring) find the queue empty: ~20 reads per message at 10,000
+                // msgs/s, 3% of a shard's samples. `extract_one_chain` stamps the sources
+                // that collect latencies.
+                let ops = extract_one_chain(source_map, queue, chain);
                 if ops.is_empty() {
                     // all the sources in the ring were cancelled
                     continue;
@@ -2121,7 +2133,15 @@ fn queue_request_into_ring(
     descriptor: UringOpDescriptor,
     source_map: &mut SourceMap,
 ) {
-    source.inner.borrow_mut().wakers.queued_at = Some(Instant::now());
+    // iotcore patch: the three I/O timestamps (queued, submitted, fulfilled) feed only the
+    // latency statistics of sources that collect them (file I/O); socket polls do not, and
+    // stamping them cost three clock reads per message.
+    {
+        let mut inner = source.inner.borrow_mut();
+        if collects_latency(&inner) {
+            inner.wakers.queued_at = Some(Instant::now());
+        }
+    }
     let q = ring.submission_queue();
     let id = source_map.add_source(source, Rc::clone(&q));
 
