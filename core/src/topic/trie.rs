@@ -232,8 +232,18 @@ impl<K: Eq + Hash, V> SubscriptionTrie<K, V> {
     /// [`filter_matches`](super::filter_matches) for the rules, including `$` topics not
     /// matching leading wildcards). `topic` should be a valid topic name; it is taken as
     /// `&str` so the caller can pass whatever it decoded without building a `TopicName`.
-    pub fn for_each_match(&self, topic: &str, mut f: impl FnMut(&K, &V)) {
-        let mut visit = |entries: &HashMap<K, V>| entries.iter().for_each(|(k, v)| f(k, v));
+    ///
+    /// Returns how many filters matched with at least one entry. A key appears at most once
+    /// per filter, so with one filter matched no key was passed twice: a caller that merges
+    /// a key's overlapping subscriptions need not look for repeats then.
+    pub fn for_each_match(&self, topic: &str, mut f: impl FnMut(&K, &V)) -> usize {
+        let mut filters = 0;
+        let mut visit = |entries: &HashMap<K, V>| {
+            if !entries.is_empty() {
+                filters += 1;
+                entries.iter().for_each(|(k, v)| f(k, v));
+            }
+        };
         let root = &self.root;
         // [MQTT-4.7.2-1]: `#` and `+` at the first level do not match `$SYS/...`.
         let wildcards_at_root = !topic.starts_with('$');
@@ -268,6 +278,7 @@ impl<K: Eq + Hash, V> SubscriptionTrie<K, V> {
                 stack.push((plus, rest));
             }
         }
+        filters
     }
 
     /// The entry map of `filter` if its node exists.
@@ -437,6 +448,25 @@ mod tests {
             proptest::prop_assert_eq!(t.filter_count(), 0);
             proptest::prop_assert_eq!(node_count(&t.root), 1);
         }
+    }
+
+    #[test]
+    fn for_each_match_counts_matching_filters_with_entries() {
+        let mut t = SubscriptionTrie::new();
+        t.insert(&tf("a/b"), 1u8, ());
+        t.insert(&tf("a/b"), 2, ());
+        t.insert(&tf("a/+"), 1, ());
+        t.insert(&tf("x/#"), 3, ());
+        let mut hits = Vec::new();
+        assert_eq!(t.for_each_match("a/b", |k, _| hits.push(*k)), 2);
+        hits.sort_unstable();
+        assert_eq!(hits, [1, 1, 2]);
+        assert_eq!(t.for_each_match("a/c", |_, _| {}), 1);
+        assert_eq!(t.for_each_match("x", |_, _| {}), 1);
+        assert_eq!(t.for_each_match("q", |_, _| {}), 0);
+        // A filter whose last entry went is not counted (its node may remain).
+        t.remove(&tf("a/+"), &1);
+        assert_eq!(t.for_each_match("a/b", |_, _| {}), 1);
     }
 
     #[test]

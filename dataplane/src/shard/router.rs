@@ -265,7 +265,7 @@ impl Shard {
         if ordinary {
             let mut scratch = std::mem::take(&mut st.scratch);
             scratch.clear();
-            st.subs.for_each_match(&message.topic, |key, sub| {
+            let filters = st.subs.for_each_match(&message.topic, |key, sub| {
                 scratch.push(Match {
                     key: *key,
                     qos: sub.options.qos,
@@ -288,8 +288,12 @@ impl Shard {
                 message
             };
             // Overlapping subscriptions of one session give one delivery, at the highest
-            // QoS, carrying every matching subscription identifier.
-            scratch.sort_unstable_by_key(|m| m.key);
+            // QoS, carrying every matching subscription identifier. Sorting brings a
+            // session's matches together; with one filter matched each session is there
+            // once (sorting 100 matches per message was 2% of a QoS 1 fan-out shard).
+            if filters > 1 {
+                scratch.sort_unstable_by_key(|m| m.key);
+            }
             let mut i = 0;
             while i < scratch.len() {
                 let first = scratch[i];
