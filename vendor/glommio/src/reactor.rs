@@ -125,8 +125,8 @@ impl Timers {
         let now = Instant::now();
 
         // iotcore patch: nothing due, nothing split. Upstream split the map on every call
-        // (twice per loop of the executor), moving every timer into a new map when none was
-        // due.
+        // (two or three per loop of the executor), moving every timer into a new map when
+        // none was due.
         match self.timers.keys().next() {
             None => return (None, 0),
             Some((when, _)) if *when >= now => return (Some(when.duration_since(now)), 0),
